@@ -137,11 +137,15 @@ def _read_body(body: bytes, writer: dict, reader: dict) -> dict:
     try:
         record = fastavro.schemaless_reader(stream, writer, reader)
     except (EOFError, StopIteration) as error:
-        raise DecodeError("truncated", f"payload ended early: {error}")
+        raise DecodeError(
+            "truncated", f"payload ended early: {error}"
+        ) from error
     except (ValueError, TypeError, IndexError, UnicodeDecodeError) as error:
-        raise DecodeError("undecodable", f"invalid Avro body: {error}")
+        raise DecodeError(
+            "undecodable", f"invalid Avro body: {error}"
+        ) from error
     except fastavro.read.SchemaResolutionError as error:
-        raise DecodeError("incompatible_schema", str(error))
+        raise DecodeError("incompatible_schema", str(error)) from error
     trailing = len(body) - stream.tell()
     if trailing:
         raise DecodeError(
@@ -218,7 +222,7 @@ def _decode_confluent(
     except KeyError:
         raise DecodeError(
             "unknown_schema", f"schema registry has no schema id {schema_id}"
-        )
+        ) from None
     kind = _kind_of(writer)
     if kind is None:
         raise DecodeError(

@@ -1,0 +1,190 @@
+"""Command-line options of the vitals pipeline.
+
+Every flag says what it sets, its unit and its default; `python -m runners
+run --help` lists them next to Beam's own options.
+"""
+
+from apache_beam.options.pipeline_options import PipelineOptions
+
+# Five-minute windows every minute: long enough for a trend, short enough
+# that a new episode moves the features within a minute or two.
+_WINDOW_SIZE_SEC = 300
+_WINDOW_PERIOD_SEC = 60
+# Gateways buffer up to a couple of minutes when a phone loses signal.
+_ALLOWED_LATENESS_SEC = 120
+# Wearables send every second; a minute without data is a real gap.
+_SILENCE_TIMEOUT_SEC = 60
+_PATIENT_LEAVE_AFTER_SEC = 1800
+_SUPPRESSION_SEC = 600
+_MAX_FUTURE_SKEW_SEC = 300
+_MODEL_REFRESH_SEC = 60
+_MAX_SCORE_BATCH = 4096
+
+
+def _flag(value: str) -> bool:
+    if value.lower() in ("1", "true", "yes", "on"):
+        return True
+    if value.lower() in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"expected true or false, got {value!r}")
+
+
+class VitalsOptions(PipelineOptions):
+    """Options specific to vitalwatch."""
+
+    @classmethod
+    def _add_argparse_args(cls, parser):
+        parser.add_argument(
+            "--source",
+            default="",
+            help="Where payloads come from: avro:GLOB (Avro container files "
+            "of VitalReading or VitalBatch), kafka:TOPIC, or "
+            "pubsub:projects/P/subscriptions/S. Default: none (required).",
+        )
+        parser.add_argument(
+            "--kafka_bootstrap",
+            default="127.0.0.1:19092",
+            help="Kafka bootstrap servers, host:port[,host:port]. "
+            "Default 127.0.0.1:19092, the local broker of scripts/kafka.sh.",
+        )
+        parser.add_argument(
+            "--kafka_group",
+            default="vitalwatch",
+            help="Kafka consumer group id. Default vitalwatch.",
+        )
+        parser.add_argument(
+            "--kafka_config",
+            action="append",
+            default=[],
+            help="Extra librdkafka setting KEY=VALUE for consumers and "
+            "producers, repeatable; use it for SASL and TLS, for example "
+            "security.protocol=SSL. Values are never logged. Default none.",
+        )
+        parser.add_argument(
+            "--kafka_bounded",
+            type=_flag,
+            default=False,
+            help="Stop at the end offsets seen at start (true) or read "
+            "forever (false). Default false.",
+        )
+        parser.add_argument(
+            "--alerts_topic",
+            default="",
+            help="Kafka topic for alerts, keyed by patient id. Default: none.",
+        )
+        parser.add_argument(
+            "--dead_letter_topic",
+            default="",
+            help="Kafka topic for dead letters. Default: none.",
+        )
+        parser.add_argument(
+            "--output_dir",
+            default="",
+            help="Folder (any Beam filesystem) for alerts and dead-letter "
+            "files. Bounded runs only. Default: none.",
+        )
+        parser.add_argument(
+            "--output_format",
+            choices=("jsonl", "avro"),
+            default="jsonl",
+            help="Format of the output files. Default jsonl.",
+        )
+        parser.add_argument(
+            "--model_registry",
+            default="",
+            help="Model registry root (folder or gs:// prefix); the promoted "
+            "version scores the windows. Default: none, so windows are not "
+            "scored and only fast-path alerts are raised.",
+        )
+        parser.add_argument(
+            "--model_refresh_sec",
+            type=int,
+            default=_MODEL_REFRESH_SEC,
+            help="In streaming, how often to check the registry for a newly "
+            f"promoted model, in seconds. Default {_MODEL_REFRESH_SEC}.",
+        )
+        parser.add_argument(
+            "--window_size_sec",
+            type=int,
+            default=_WINDOW_SIZE_SEC,
+            help=f"Sliding window size in seconds. Default {_WINDOW_SIZE_SEC}.",
+        )
+        parser.add_argument(
+            "--window_period_sec",
+            type=int,
+            default=_WINDOW_PERIOD_SEC,
+            help="Sliding window period in seconds; must divide the size. "
+            f"Default {_WINDOW_PERIOD_SEC}.",
+        )
+        parser.add_argument(
+            "--allowed_lateness_sec",
+            type=int,
+            default=_ALLOWED_LATENESS_SEC,
+            help="How long after the watermark a reading may still arrive, "
+            "in seconds; later readings go to the dead-letter output as "
+            f"late. Default {_ALLOWED_LATENESS_SEC}.",
+        )
+        parser.add_argument(
+            "--silence_timeout_sec",
+            type=int,
+            default=_SILENCE_TIMEOUT_SEC,
+            help="Seconds of event time without readings after which a "
+            f"device counts as silent. Default {_SILENCE_TIMEOUT_SEC}.",
+        )
+        parser.add_argument(
+            "--silence_timer",
+            type=_flag,
+            default=True,
+            help="Raise device-silent notices from an event-time timer "
+            "(true) or only when readings resume (false). Turn it off for "
+            "bounded input, whose end is not a silent device. Default true.",
+        )
+        parser.add_argument(
+            "--patient_leave_after_sec",
+            type=int,
+            default=_PATIENT_LEAVE_AFTER_SEC,
+            help="Seconds of silence after which a patient's state is "
+            f"cleared. Default {_PATIENT_LEAVE_AFTER_SEC}.",
+        )
+        parser.add_argument(
+            "--suppression_sec",
+            type=int,
+            default=_SUPPRESSION_SEC,
+            help="Repeats of an alert of the same patient and kind within "
+            "this many seconds are suppressed unless the tier rises. "
+            f"Default {_SUPPRESSION_SEC}.",
+        )
+        parser.add_argument(
+            "--max_future_skew_sec",
+            type=int,
+            default=_MAX_FUTURE_SKEW_SEC,
+            help="Readings stamped further than this many seconds ahead of "
+            "the processing time are dead-lettered. Default "
+            f"{_MAX_FUTURE_SKEW_SEC}.",
+        )
+        parser.add_argument(
+            "--max_score_batch",
+            type=int,
+            default=_MAX_SCORE_BATCH,
+            help="Largest number of feature rows scored in one model call. "
+            f"Default {_MAX_SCORE_BATCH}.",
+        )
+
+    def validate_vitals(self) -> list[str]:
+        """Return a list of problems with the option values."""
+        problems = []
+        if self.window_size_sec % self.window_period_sec:
+            problems.append(
+                f"--window_size_sec {self.window_size_sec} is not a multiple "
+                f"of --window_period_sec {self.window_period_sec}"
+            )
+        for name in (
+            "window_period_sec",
+            "silence_timeout_sec",
+            "max_score_batch",
+        ):
+            if getattr(self, name) <= 0:
+                problems.append(f"--{name} must be positive")
+        if self.allowed_lateness_sec < 0:
+            problems.append("--allowed_lateness_sec must not be negative")
+        return problems

@@ -1,0 +1,133 @@
+"""Sources of raw payloads and of the model, chosen by option.
+
+Every source yields (source description, payload bytes) pairs, so that
+parsing and everything after it is the same code whatever the source.
+"""
+
+import logging
+
+import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.transforms import trigger, window
+
+from models import registry
+from pipelines.options import VitalsOptions
+from schemas import encode_batch, encode_reading
+
+_LOGGER = logging.getLogger(__name__)
+
+
+def _encode(record: dict) -> bytes:
+    if "first_sequence" in record:
+        return encode_batch(record)
+    return encode_reading(record)
+
+
+def _kafka_config(options: VitalsOptions) -> dict:
+    config = {}
+    for item in options.kafka_config:
+        key, separator, value = item.partition("=")
+        if not separator:
+            raise ValueError(f"--kafka_config {key!r} is not KEY=VALUE")
+        config[key.strip()] = value.strip()
+    return config
+
+
+class ReadPayloads(beam.PTransform):
+    """Read payloads from the source that `--source` names."""
+
+    def __init__(self, options: VitalsOptions):
+        super().__init__()
+        self._options = options
+
+    def expand(self, begin):
+        kind, _, where = self._options.source.partition(":")
+        if kind == "avro":
+            return self._read_avro(begin, where)
+        if kind == "kafka":
+            return self._read_kafka(begin, where)
+        if kind == "pubsub":
+            return (
+                begin
+                | "ReadPubSub" >> beam.io.ReadFromPubSub(subscription=where)
+                | "TagPubSubSource" >> beam.Map(lambda p: ("pubsub", p))
+            )
+        raise ValueError(
+            f"--source {self._options.source!r} is invalid; use avro:GLOB, "
+            "kafka:TOPIC or pubsub:projects/P/subscriptions/S"
+        )
+
+    def _read_avro(self, begin, pattern):
+        if not FileSystems.match([pattern])[0].metadata_list:
+            raise ValueError(f"--source avro:{pattern} matches no file")
+        return (
+            begin
+            | "ReadAvroFiles" >> beam.io.ReadFromAvro(pattern)
+            | "EncodeRecords"
+            >> beam.Map(lambda record: (f"file:{pattern}", _encode(record)))
+        )
+
+    def _read_kafka(self, begin, topic):
+        from transforms.kafka_io import ReadVitalsFromKafka
+
+        options = self._options
+        return begin | "ReadKafka" >> ReadVitalsFromKafka(
+            bootstrap_servers=options.kafka_bootstrap,
+            topic=topic,
+            group_id=options.kafka_group,
+            config=_kafka_config(options),
+            bounded=options.kafka_bounded,
+        )
+
+
+def load_model_or_none(root: str):
+    """Load the promoted model; None when none is promoted or it is broken."""
+    if not root:
+        return None
+    try:
+        return registry.load_current(root)
+    except registry.ModelLoadError as error:
+        _LOGGER.error("Cannot load the promoted model: %s", error)
+        return None
+
+
+class ReadModel(beam.PTransform):
+    """The promoted model as a one-element PCollection, for a side input.
+
+    Bounded pipelines read the registry once. Streaming pipelines re-read
+    it every `--model_refresh_sec` and the latest value replaces the side
+    input.
+    """
+
+    def __init__(self, options: VitalsOptions):
+        super().__init__()
+        self._options = options
+
+    def expand(self, begin):
+        root = self._options.model_registry
+        streaming = self._options.view_as(
+            beam.options.pipeline_options.StandardOptions
+        ).streaming
+        if not streaming:
+            return (
+                begin
+                | "RegistryRoot" >> beam.Create([root])
+                | "LoadModel" >> beam.Map(load_model_or_none)
+            )
+        from apache_beam.transforms.periodicsequence import PeriodicImpulse
+
+        return (
+            begin
+            | "PollRegistry"
+            >> PeriodicImpulse(
+                fire_interval=self._options.model_refresh_sec,
+                apply_windowing=False,
+            )
+            | "LoadModel" >> beam.Map(lambda _: load_model_or_none(root))
+            | "LatestModel"
+            >> beam.WindowInto(
+                window.GlobalWindows(),
+                trigger=trigger.Repeatedly(trigger.AfterCount(1)),
+                accumulation_mode=trigger.AccumulationMode.DISCARDING,
+            )
+        )

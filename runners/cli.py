@@ -1,0 +1,112 @@
+"""Runner CLI: launch the vitals pipeline on any Beam runner.
+
+    python -m runners run --runner DirectRunner --source avro:FILES \\
+        --output_dir out/run
+    python -m runners run --runner FlinkRunner --flink_master localhost:8081 \\
+        --flink_job_server_jar JAR --environment_type LOOPBACK --streaming \\
+        --source kafka:vitals --checkpointing_interval 10000
+    python -m runners run --runner DataflowRunner --project P --region R \\
+        --temp_location gs://B/tmp --setup_file ./setup.py --streaming \\
+        --source pubsub:projects/P/subscriptions/vitals
+
+`--help` lists vitalwatch's options and every Beam option, each with its
+unit and default. Options this CLI does not know pass through to Beam.
+
+`DirectRunner` is resolved here to an explicit local runner: Beam's own
+DirectRunner may try to download the Prism runner, which needs internet
+access and behaves differently from machine to machine. Bounded runs use
+the FnApiRunner and streaming runs the BundleBasedDirectRunner.
+"""
+
+import argparse
+import logging
+import sys
+
+import apache_beam as beam
+from apache_beam.options import pipeline_options as beam_options
+
+from pipelines import summary
+from pipelines.options import VitalsOptions
+from pipelines.vitals_pipeline import build_pipeline
+
+_LOGGER = logging.getLogger(__name__)
+
+_FN_API_RUNNER = (
+    "apache_beam.runners.portability.fn_api_runner.fn_runner.FnApiRunner"
+)
+_OPTION_GROUPS = (
+    VitalsOptions,
+    beam_options.StandardOptions,
+    beam_options.DebugOptions,
+    beam_options.PortableOptions,
+    beam_options.FlinkRunnerOptions,
+    beam_options.GoogleCloudOptions,
+    beam_options.WorkerOptions,
+    beam_options.SetupOptions,
+)
+
+
+def _help_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m runners run",
+        description="Run the vitalwatch pipeline. Unknown options are "
+        "passed to Beam.",
+    )
+    for options_class in _OPTION_GROUPS:
+        group = parser.add_argument_group(options_class.__name__)
+        options_class._add_argparse_args(group)
+    return parser
+
+
+def resolve_runner(argv: list[str]) -> list[str]:
+    """Replace `DirectRunner` with the explicit local runner for the mode."""
+    options = beam_options.PipelineOptions(argv)
+    standard = options.view_as(beam_options.StandardOptions)
+    if (standard.runner or "DirectRunner") != "DirectRunner":
+        return argv
+    local = "BundleBasedDirectRunner" if standard.streaming else _FN_API_RUNNER
+    _LOGGER.info("DirectRunner resolved to %s", local)
+    rest = [a for a in argv if not a.startswith("--runner")]
+    if "--runner" in argv:
+        index = argv.index("--runner")
+        rest = argv[:index] + argv[index + 2 :]
+    return [*rest, f"--runner={local}"]
+
+
+def run(argv: list[str]) -> int:
+    """Parse and validate options, run the pipeline, print the summary."""
+    argv = resolve_runner(argv)
+    options = beam_options.PipelineOptions(argv)
+    vitals = options.view_as(VitalsOptions)
+    problems = vitals.validate_vitals()
+    if not vitals.source:
+        problems.append("--source is required")
+    if problems:
+        for problem in problems:
+            print(f"error: {problem}", file=sys.stderr)
+        return 2
+    options.view_as(beam_options.SetupOptions).save_main_session = False
+    pipeline = beam.Pipeline(options=options)
+    build_pipeline(pipeline, options)
+    result = pipeline.run()
+    result.wait_until_finish()
+    print(summary.format_counters(summary.counters(result)))
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    """Dispatch the `run` command."""
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s"
+    )
+    if not argv or argv[0] in ("-h", "--help"):
+        print("usage: python -m runners run [options]; see run --help")
+        return 0 if argv else 2
+    command, rest = argv[0], argv[1:]
+    if command != "run":
+        print(f"error: unknown command {command!r}; use run", file=sys.stderr)
+        return 2
+    if "-h" in rest or "--help" in rest:
+        _help_parser().print_help()
+        return 0
+    return run(rest)

@@ -1,0 +1,224 @@
+"""Sustained-condition checks on raw readings, for alerts within seconds.
+
+Sliding windows report once a minute, too late for asystole or extreme
+bradycardia. These checks run on every block in the stateful stage. A
+condition must hold on consecutive good-quality readings for its sustain
+time before it raises an event, once per episode; readings with poor
+signal quality neither extend nor break an episode. Sustain times follow
+the PhysioNet/CinC 2015 alarm definitions where one exists (asystole: no
+beat for 4 s; extreme bradycardia: below 40 bpm for 5 beats; extreme
+tachycardia: above 140 bpm for 17 beats).
+"""
+
+import dataclasses
+from collections.abc import Callable
+
+import numpy as np
+
+from transforms.features import BASELINE_CHANNELS, MIN_SIGNAL_QUALITY
+from transforms.readings import ReadingBlock
+
+_NO_RUN = -1
+
+
+@dataclasses.dataclass(frozen=True)
+class Condition:
+    """One sustained condition.
+
+    Attributes:
+        kind: Event kind, also the alert kind.
+        tier: Alert tier when the condition fires.
+        channel: Channel reported in the reason.
+        test: Maps (block, baseline snapshot) to a boolean array over
+            readings; readings it cannot judge are marked by `judged`.
+        sustain_ms: How long the condition must hold.
+        text: Reason sentence template with {value}.
+    """
+
+    kind: str
+    tier: str
+    channel: str
+    test: Callable
+    sustain_ms: int
+    text: str
+    needs_baseline: bool = False
+
+
+def _channel(block, name):
+    return block.values[name]
+
+
+def _asystole(block, baseline):
+    # The edge processor reports no heart rate when it found fewer than two
+    # beats in the last 4 s; with a clean signal that is asystole, not a
+    # loose electrode.
+    return np.isnan(_channel(block, "heart_rate_bpm"))
+
+
+def _hr_deviation(block, baseline):
+    center, scale = baseline[BASELINE_CHANNELS.index("heart_rate_bpm")]
+    limit = max(5.0 * scale, 30.0)
+    with np.errstate(invalid="ignore"):
+        return np.abs(_channel(block, "heart_rate_bpm") - center) > limit
+
+
+CONDITIONS = (
+    Condition(
+        "asystole",
+        "SEVERE",
+        "heart_rate_bpm",
+        _asystole,
+        3_000,
+        "no heartbeat detected on a clean ECG for {duration:.0f} s",
+    ),
+    Condition(
+        "bradycardia",
+        "SEVERE",
+        "heart_rate_bpm",
+        lambda b, _: _channel(b, "heart_rate_bpm") < 40,
+        5_000,
+        "heart rate {value:.0f} bpm, below 40 bpm for {duration:.0f} s",
+    ),
+    Condition(
+        "tachycardia",
+        "SEVERE",
+        "heart_rate_bpm",
+        lambda b, _: _channel(b, "heart_rate_bpm") > 140,
+        8_000,
+        "heart rate {value:.0f} bpm, above 140 bpm for {duration:.0f} s",
+    ),
+    Condition(
+        "desaturation",
+        "SEVERE",
+        "spo2_pct",
+        lambda b, _: _channel(b, "spo2_pct") < 85,
+        30_000,
+        "SpO2 {value:.0f} %, below 85 % for {duration:.0f} s",
+    ),
+    Condition(
+        "desaturation",
+        "MINOR",
+        "spo2_pct",
+        lambda b, _: _channel(b, "spo2_pct") < 90,
+        60_000,
+        "SpO2 {value:.0f} %, below 90 % for {duration:.0f} s",
+    ),
+    Condition(
+        "hr_deviation",
+        "MINOR",
+        "heart_rate_bpm",
+        _hr_deviation,
+        120_000,
+        "heart rate {value:.0f} bpm, far from this patient's baseline of "
+        "{baseline:.0f} bpm for {duration:.0f} s",
+        needs_baseline=True,
+    ),
+)
+
+
+def _judged(block: ReadingBlock, condition: Condition, has_ecg: bool):
+    """Readings a condition can judge: clean, with the channel present."""
+    good = block.values["signal_quality"] >= MIN_SIGNAL_QUALITY
+    if condition.kind == "asystole":
+        return good & has_ecg
+    return good & ~np.isnan(block.values[condition.channel])
+
+
+def _run_starts(active: np.ndarray, times: np.ndarray, carry_start: int):
+    """Start time of the run each active reading belongs to."""
+    index = np.arange(len(active))
+    previous = np.concatenate([[carry_start != _NO_RUN], active[:-1]])
+    opens = active & ~previous
+    start_index = np.maximum.accumulate(np.where(opens, index, -1))
+    starts = np.where(
+        start_index >= 0, times[np.maximum(start_index, 0)], carry_start
+    )
+    return starts
+
+
+def check(
+    block: ReadingBlock,
+    baseline: np.ndarray,
+    runs: dict,
+    has_ecg: bool,
+) -> list[dict]:
+    """Run every condition over a time-sorted block.
+
+    Args:
+        block: Readings sorted by event time.
+        baseline: Snapshot from `Baseline.snapshot()`.
+        runs: Per condition index, (open run start ms, start of the run that
+            already fired), -1 for none; updated in
+            place so that episodes continue across blocks.
+        has_ecg: Whether this patient's device has reported heart rate.
+
+    Returns:
+        New events, as partial Alert records.
+    """
+    events = []
+    for number, condition in enumerate(CONDITIONS):
+        if condition.needs_baseline and np.isnan(baseline[0, 0]):
+            continue
+        judged = _judged(block, condition, has_ecg)
+        if not judged.any():
+            continue
+        sub = block.take(judged)
+        with np.errstate(invalid="ignore"):
+            active = np.asarray(condition.test(sub, baseline), dtype=bool)
+        event = _advance_run(sub, active, condition, number, runs, baseline)
+        if event is not None:
+            events.append(event)
+    return events
+
+
+def _advance_run(sub, active, condition, number, runs, baseline):
+    # NOTE: when two separate episodes of one condition reach their sustain
+    # time inside one block, only the first raises an event.
+    carry_start, fired_start = runs.get(number, (_NO_RUN, _NO_RUN))
+    starts = _run_starts(active, sub.event_time_ms, carry_start)
+    duration = np.where(active, sub.event_time_ms - starts, -1)
+    eligible = (duration >= condition.sustain_ms) & (starts != fired_start)
+    hits = np.flatnonzero(eligible)
+    event = None
+    if len(hits):
+        first = hits[0]
+        event = _event(sub, condition, first, starts[first], baseline)
+        fired_start = int(starts[first])
+    if active[-1]:
+        open_start = int(starts[-1])
+        still_fired = fired_start if open_start == fired_start else _NO_RUN
+        runs[number] = (open_start, still_fired)
+    else:
+        runs[number] = (_NO_RUN, _NO_RUN)
+    return event
+
+
+def _event(sub, condition, index, start_ms, baseline) -> dict:
+    time_ms = int(sub.event_time_ms[index])
+    value = float(sub.values[condition.channel][index])
+    center = None
+    if condition.channel in BASELINE_CHANNELS:
+        known = baseline[BASELINE_CHANNELS.index(condition.channel), 0]
+        center = None if np.isnan(known) else float(known)
+    duration_s = (time_ms - int(start_ms)) / 1000
+    text = condition.text.format(
+        value=value, duration=duration_s, baseline=center or 0.0
+    )
+    return {
+        "patient_id": sub.patient_id,
+        "kind": condition.kind,
+        "tier": condition.tier,
+        "event_time": time_ms,
+        "window_start": int(start_ms),
+        "anomaly_score": None,
+        "model_version": "",
+        "reasons": [
+            {
+                "feature": condition.channel,
+                "value": 0.0 if np.isnan(value) else value,
+                "baseline": center,
+                "deviation": duration_s * 1000 / condition.sustain_ms,
+                "text": text,
+            }
+        ],
+    }

@@ -1,0 +1,332 @@
+"""Per-patient stateful stage: de-duplication, lateness, baseline, silence.
+
+`TrackPatients` runs in the global window, keyed by patient, ahead of the
+sliding windows. For every block it
+
+1. drops readings already seen from the same (device, sequence number);
+2. sends late readings to a side output. Beam would drop a reading whose
+   windows have all expired without a trace, so this stage learns a lower
+   bound of the watermark from an event-time timer and classifies those
+   readings first;
+3. runs the fast sustained-condition checks on readings newer than any
+   checked before, and updates the rolling baseline;
+4. splits the on-time readings at window-period boundaries and emits one
+   `Summary` per part, stamped with the part's event time.
+
+A second event-time timer raises a "device silent" event when a patient's
+readings stop, and clears the patient's state once the silence outlasts
+`leave_after_ms`.
+"""
+
+import dataclasses
+
+import apache_beam as beam
+import numpy as np
+from apache_beam.coders import PickleCoder
+from apache_beam.metrics import Metrics
+from apache_beam.transforms.timeutil import TimeDomain
+from apache_beam.transforms.userstate import (
+    ReadModifyWriteStateSpec,
+    TimerSpec,
+    on_timer,
+)
+from apache_beam.utils.timestamp import Timestamp
+
+from transforms import dedup, fast_checks, validate
+from transforms.baseline import Baseline
+from transforms.features import part_summaries
+from transforms.readings import ReadingBlock
+
+LATE_TAG = "late"
+EVENTS_TAG = "events"
+_NAMESPACE = "vitalwatch"
+
+
+@dataclasses.dataclass
+class PatientState:
+    """Everything kept per patient between elements."""
+
+    devices: dict = dataclasses.field(default_factory=dict)
+    baseline: Baseline = dataclasses.field(default_factory=Baseline)
+    runs: dict = dataclasses.field(default_factory=dict)
+    last_event_ms: int = -1
+    last_checked_ms: int = -1
+    frontier_ms: int = -1
+    has_ecg: bool = False
+    silence_notified: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class TrackingConfig:
+    """Timing of the stateful stage, all in milliseconds.
+
+    Attributes:
+        window_size_ms: Sliding window size.
+        window_period_ms: Sliding window period.
+        allowed_lateness_ms: Lateness the windows accept.
+        silence_ms: Gap after which a patient's device counts as silent.
+        leave_after_ms: Gap after which the patient's state is cleared.
+        silence_timer: Whether to arm the silence timer. Off for bounded
+            input, where the end of the input is not a silent device.
+    """
+
+    window_size_ms: int = 5 * 60_000
+    window_period_ms: int = 60_000
+    allowed_lateness_ms: int = 2 * 60_000
+    silence_ms: int = 60_000
+    leave_after_ms: int = 30 * 60_000
+    silence_timer: bool = True
+
+
+def _timestamp(ms: int) -> Timestamp:
+    return Timestamp(micros=int(ms) * 1000)
+
+
+def _millis(timestamp) -> int:
+    return int(timestamp.micros // 1000)
+
+
+class _TrackPatientDoFn(beam.DoFn):
+    STATE = ReadModifyWriteStateSpec("patient", PickleCoder())
+    SILENCE = TimerSpec("silence", TimeDomain.WATERMARK)
+    EXPIRY = TimerSpec("expiry", TimeDomain.WATERMARK)
+
+    def __init__(self, config: TrackingConfig):
+        self._config = config
+        self._duplicates = Metrics.counter(_NAMESPACE, "readings_duplicate")
+        self._late = Metrics.counter(_NAMESPACE, "readings_late")
+        self._too_old = Metrics.counter(
+            _NAMESPACE, "readings_too_old_to_deduplicate"
+        )
+        self._on_time = Metrics.counter(_NAMESPACE, "readings_on_time")
+        self._silent = Metrics.counter(_NAMESPACE, "devices_silent")
+        self._cleared = Metrics.counter(_NAMESPACE, "patients_cleared")
+
+    def process(
+        self,
+        element,
+        state=beam.DoFn.StateParam(STATE),
+        silence=beam.DoFn.TimerParam(SILENCE),
+        expiry=beam.DoFn.TimerParam(EXPIRY),
+    ):
+        _, block = element
+        patient = state.read() or PatientState()
+        block = yield from self._drop_seen(patient, block)
+        if len(block) == 0:
+            state.write(patient)
+            return
+        block = yield from self._drop_late(patient, block)
+        if len(block):
+            yield from self._observe(patient, block)
+            yield from self._summaries(patient, block)
+        state.write(patient)
+        self._arm_timers(patient, silence, expiry)
+
+    def _drop_seen(self, patient: PatientState, block: ReadingBlock):
+        seen = patient.devices.setdefault(block.device_id, dedup.DeviceSeen())
+        new, duplicate, too_old = dedup.split_new(seen, block.sequence)
+        self._duplicates.inc(int(duplicate.sum()))
+        for i in np.flatnonzero(too_old):
+            yield self._late_letter(
+                block,
+                i,
+                "too_old_to_deduplicate",
+                f"sequence {block.sequence[i]} is more than "
+                f"{dedup.WINDOW} behind the device's latest",
+            )
+        return block if new.all() else block.take(new)
+
+    def _drop_late(self, patient: PatientState, block: ReadingBlock):
+        config = self._config
+        period, size = config.window_period_ms, config.window_size_ms
+        last_window_end = (block.event_time_ms // period) * period + size
+        late = last_window_end + config.allowed_lateness_ms <= (
+            patient.frontier_ms
+        )
+        for i in np.flatnonzero(late):
+            behind_s = (patient.frontier_ms - block.event_time_ms[i]) / 1000
+            yield self._late_letter(
+                block,
+                i,
+                "late",
+                f"event_time is {behind_s:.0f} s behind the watermark; "
+                f"allowed lateness is {config.allowed_lateness_ms // 1000} s",
+            )
+        return block.take(~late) if late.any() else block
+
+    def _late_letter(self, block, i, reason, detail):
+        counter = self._late if reason == "late" else self._too_old
+        counter.inc()
+        return beam.pvalue.TaggedOutput(
+            LATE_TAG,
+            validate.dead_letter(
+                validate.reading_payload(block, int(i)),
+                reason,
+                detail,
+                block.source,
+                int(block.event_time_ms[i]),
+            ),
+        )
+
+    def _observe(self, patient: PatientState, block: ReadingBlock):
+        """Check new readings for sustained conditions and gaps."""
+        fresh = block.event_time_ms > patient.last_checked_ms
+        if not fresh.any():
+            return
+        ordered = block.take(fresh)
+        ordered = ordered.take(np.argsort(ordered.event_time_ms, kind="stable"))
+        yield from self._gap_event(patient, ordered)
+        patient.has_ecg |= bool(
+            (~np.isnan(ordered.values["heart_rate_bpm"])).any()
+        )
+        for event in fast_checks.check(
+            ordered, patient.baseline.snapshot(), patient.runs, patient.has_ecg
+        ):
+            yield self._event(event)
+        patient.baseline.update(ordered)
+        patient.last_checked_ms = int(ordered.event_time_ms[-1])
+        patient.last_event_ms = max(
+            patient.last_event_ms, patient.last_checked_ms
+        )
+        patient.silence_notified = False
+
+    def _gap_event(self, patient: PatientState, ordered: ReadingBlock):
+        # A gap noticed only when readings resume: the silence timer reports
+        # gaps in streaming, this catches them in bounded runs.
+        if patient.last_checked_ms < 0 or patient.silence_notified:
+            return
+        gap_ms = int(ordered.event_time_ms[0]) - patient.last_checked_ms
+        if gap_ms >= self._config.silence_ms:
+            yield self._event(
+                _silence_event(
+                    ordered.patient_id,
+                    patient.last_checked_ms,
+                    gap_ms,
+                    resumed=True,
+                )
+            )
+
+    def _summaries(self, patient: PatientState, block: ReadingBlock):
+        self._on_time.inc(len(block))
+        baseline = patient.baseline.snapshot()
+        period_ms = self._config.window_period_ms
+        for summary in part_summaries(block, baseline, period_ms):
+            yield beam.window.TimestampedValue(
+                (block.patient_id, summary), _timestamp(summary.t_ref_ms)
+            )
+
+    def _event(self, event: dict):
+        return beam.pvalue.TaggedOutput(
+            EVENTS_TAG,
+            beam.window.TimestampedValue(
+                event, _timestamp(event["event_time"])
+            ),
+        )
+
+    def _arm_timers(self, patient: PatientState, silence, expiry):
+        config = self._config
+        if config.silence_timer and patient.last_event_ms >= 0:
+            silence.set(_timestamp(patient.last_event_ms + config.silence_ms))
+        if patient.frontier_ms < 0 and patient.last_event_ms >= 0:
+            period = config.window_period_ms
+            first = (patient.last_event_ms // period + 1) * period
+            patient.frontier_ms = 0
+            expiry.set(_timestamp(first))
+
+    @on_timer(EXPIRY)
+    def _on_expiry(
+        self,
+        fired=beam.DoFn.TimestampParam,
+        state=beam.DoFn.StateParam(STATE),
+        expiry=beam.DoFn.TimerParam(EXPIRY),
+    ):
+        patient = state.read()
+        if patient is None:
+            return
+        now_ms = _millis(fired)
+        patient.frontier_ms = max(patient.frontier_ms, now_ms)
+        state.write(patient)
+        if now_ms < patient.last_event_ms + self._config.leave_after_ms:
+            expiry.set(_timestamp(now_ms + self._config.window_period_ms))
+
+    @on_timer(SILENCE)
+    def _on_silence(
+        self,
+        key=beam.DoFn.KeyParam,
+        fired=beam.DoFn.TimestampParam,
+        state=beam.DoFn.StateParam(STATE),
+        silence=beam.DoFn.TimerParam(SILENCE),
+    ):
+        patient = state.read()
+        if patient is None:
+            return
+        now_ms = _millis(fired)
+        silent_ms = now_ms - patient.last_event_ms
+        if silent_ms >= self._config.leave_after_ms:
+            self._cleared.inc()
+            state.clear()
+            return
+        if not patient.silence_notified:
+            self._silent.inc()
+            patient.silence_notified = True
+            state.write(patient)
+            yield self._event(
+                _silence_event(key, patient.last_event_ms, silent_ms, False)
+            )
+        silence.set(
+            _timestamp(patient.last_event_ms + self._config.leave_after_ms)
+        )
+
+
+def _silence_event(patient_id, last_ms, gap_ms, resumed) -> dict:
+    text = f"no readings for {gap_ms / 1000:.0f} s" + (
+        " before readings resumed" if resumed else ""
+    )
+    return {
+        "patient_id": patient_id,
+        "kind": "device_silent",
+        "tier": "INFO",
+        "event_time": int(last_ms + gap_ms),
+        "window_start": int(last_ms),
+        "anomaly_score": None,
+        "model_version": "",
+        "reasons": [
+            {
+                "feature": "seconds_without_readings",
+                "value": gap_ms / 1000,
+                "baseline": None,
+                "deviation": 1.0,
+                "text": text,
+            }
+        ],
+    }
+
+
+class TrackPatients(beam.PTransform):
+    """Keyed per-patient state ahead of the sliding windows.
+
+    The input holds `ReadingBlock`s. The output is a tuple with the main
+    output of (patient_id, Summary) stamped with event time, `.late` with
+    dead-letter records of late and undeduplicable readings, and `.events`
+    with fast-path and silence events.
+
+    Args:
+        config: Window and timing settings.
+    """
+
+    def __init__(self, config: TrackingConfig = TrackingConfig()):
+        super().__init__()
+        self._config = config
+
+    def expand(self, blocks):
+        return (
+            blocks
+            | "KeyByPatient"
+            >> beam.Map(lambda b: (b.patient_id, b)).with_output_types(
+                tuple[str, ReadingBlock]
+            )
+            | "TrackPatientState"
+            >> beam.ParDo(_TrackPatientDoFn(self._config)).with_outputs(
+                LATE_TAG, EVENTS_TAG, main="summaries"
+            )
+        )

@@ -1,0 +1,197 @@
+"""Batched Isolation Forest scoring of window features, with explanations.
+
+Rows are batched in the global window, where rows of all patients and
+windows can share a batch, and each batch costs one `score_samples` call.
+The batch sizes really received are recorded in the
+`score_batch_size` distribution, because batches of one element make
+scoring dominate the pipeline's cost.
+
+The model arrives as a side input: a `ModelBundle`, or None while no model
+is promoted, in which case rows are counted and not scored.
+"""
+
+import logging
+import math
+import time
+import zlib
+
+import apache_beam as beam
+import numpy as np
+from apache_beam.metrics import Metrics
+
+from transforms import features
+
+_LOGGER = logging.getLogger(__name__)
+_NAMESPACE = "vitalwatch"
+
+# A feature counts as a reason when it is this many robust standard
+# deviations from its reference.
+_REASON_Z = 2.5
+# An anomaly becomes MINOR when its strongest reason reaches this.
+_MINOR_Z = 4.0
+_MAX_REASONS = 3
+# Below this share of clean readings, a window reports poor signal only.
+_MIN_GOOD_FRACTION = 0.5
+
+_BASELINE_FEATURES = {
+    "hr_baseline_z": "hr_mean_bpm",
+    "spo2_baseline_z": "spo2_mean_pct",
+    "rmssd_baseline_z": "rmssd_mean_ms",
+}
+_INDEX = {name: i for i, name in enumerate(features.FEATURE_NAMES)}
+
+
+def _reference_z(bundle, row: np.ndarray) -> np.ndarray:
+    """Deviation per feature: patient-baseline z where known, else training."""
+    z = bundle.deviations(row)
+    for name in _BASELINE_FEATURES:
+        i = _INDEX[name]
+        z[i] = row[i]
+    return np.nan_to_num(z, nan=0.0)
+
+
+def _kind(name: str, z: float) -> str:
+    if name.startswith(("rmssd", "rr_")):
+        return "irregular_rhythm"
+    if name.startswith("spo2"):
+        return "desaturation_trend" if z < 0 else "anomaly"
+    if name.startswith("hr_pulse"):
+        return "signal_disagreement"
+    if name.startswith("hr"):
+        return "heart_rate_high" if z > 0 else "heart_rate_low"
+    return "anomaly"
+
+
+def _reason(bundle, row, z, i) -> dict:
+    name = features.FEATURE_NAMES[i]
+    baseline = None
+    if name in _BASELINE_FEATURES:
+        shown = _BASELINE_FEATURES[name]
+        value = row[_INDEX[shown]]
+        text = (
+            f"{shown} {value:.1f} is {z[i]:+.1f} robust SD from this "
+            "patient's baseline"
+        )
+    else:
+        value = row[i]
+        baseline = float(bundle.medians[i])
+        text = (
+            f"{name} {value:.2f} is {z[i]:+.1f} robust SD from the "
+            f"population median {baseline:.2f}"
+        )
+    return {
+        "feature": name,
+        "value": float(value) if not math.isnan(value) else 0.0,
+        "baseline": baseline,
+        "deviation": float(z[i]),
+        "text": text,
+    }
+
+
+def explain(bundle, row: np.ndarray, score: float, meta: dict) -> dict | None:
+    """Turn one anomalous row into an event, or None if nothing stands out.
+
+    Args:
+        bundle: The model that scored the row.
+        row: Feature row in FEATURE_NAMES order.
+        score: Its anomaly score.
+        meta: The row's patient_id, window_start and event_time.
+    """
+    z = _reference_z(bundle, row)
+    order = np.argsort(-np.abs(z))
+    top = [i for i in order[:_MAX_REASONS] if abs(z[i]) >= _REASON_Z]
+    if not top:
+        return None
+    good = row[_INDEX["good_quality_fraction"]]
+    strongest = abs(z[top[0]])
+    if not math.isnan(good) and good < _MIN_GOOD_FRACTION:
+        kind, tier = "poor_signal", "INFO"
+    else:
+        kind = _kind(features.FEATURE_NAMES[top[0]], z[top[0]])
+        tier = "MINOR" if strongest >= _MINOR_Z else "INFO"
+    return {
+        "patient_id": meta["patient_id"],
+        "kind": kind,
+        "tier": tier,
+        "event_time": meta["event_time"],
+        "window_start": meta["window_start"],
+        "anomaly_score": float(score),
+        "model_version": str(bundle.version),
+        "reasons": [_reason(bundle, row, z, i) for i in top],
+    }
+
+
+class _ScoreBatchDoFn(beam.DoFn):
+    def __init__(self):
+        self._batch_size = Metrics.distribution(_NAMESPACE, "score_batch_size")
+        self._latency = Metrics.distribution(_NAMESPACE, "score_latency_us")
+        self._unscored = Metrics.counter(_NAMESPACE, "rows_without_model")
+        self._scored = Metrics.counter(_NAMESPACE, "rows_scored")
+        self._anomalous = Metrics.counter(_NAMESPACE, "rows_anomalous")
+
+    def process(self, batch, bundle):
+        self._batch_size.update(len(batch))
+        if bundle is None:
+            self._unscored.inc(len(batch))
+            return
+        rows = np.vstack([row["features"] for row in batch])
+        started = time.perf_counter()
+        scores = bundle.anomaly_scores(rows)
+        self._latency.update(int((time.perf_counter() - started) * 1e6))
+        self._scored.inc(len(batch))
+        for i in np.flatnonzero(scores >= bundle.threshold):
+            self._anomalous.inc()
+            event = explain(bundle, rows[i], scores[i], batch[i])
+            if event is not None:
+                yield beam.window.TimestampedValue(
+                    event, event["event_time"] / 1000
+                )
+
+
+class ScoreWindows(beam.PTransform):
+    """Score feature rows in batches and emit anomaly events.
+
+    Rows are keyed by a shard of the patient id and grouped with
+    `GroupIntoBatches`, which fills batches across bundles; `BatchElements`
+    batches only within a bundle, and after the windowed combine most
+    bundles hold one row.
+
+    Args:
+        model: Singleton side input (`beam.pvalue.AsSingleton`) holding the
+            current ModelBundle or None.
+        max_batch_size: Largest batch. Default 4096 rows.
+        max_buffering_sec: Longest a row waits for its batch to fill, in
+            seconds of processing time. Default 1.
+        shards: Number of parallel batching keys. Default 4.
+    """
+
+    def __init__(
+        self, model, max_batch_size=4096, max_buffering_sec=1.0, shards=4
+    ):
+        super().__init__()
+        self._model = model
+        self._max_batch_size = max_batch_size
+        self._max_buffering_sec = max_buffering_sec
+        self._shards = shards
+
+    def expand(self, rows):
+        shards = self._shards
+        return (
+            rows
+            | "KeyByShard"
+            >> beam.Map(
+                lambda row: (_shard(row["patient_id"], shards), row)
+            ).with_output_types(tuple[int, dict])
+            | "BatchFeatureRows"
+            >> beam.GroupIntoBatches(
+                self._max_batch_size,
+                max_buffering_duration_secs=self._max_buffering_sec,
+            )
+            | "DropShardKey" >> beam.Values()
+            | "ScoreFeatures" >> beam.ParDo(_ScoreBatchDoFn(), self._model)
+        )
+
+
+def _shard(patient_id: str, shards: int) -> int:
+    # zlib.crc32 is stable across processes, unlike hash() of a str.
+    return zlib.crc32(patient_id.encode()) % shards

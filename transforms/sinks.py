@@ -1,0 +1,69 @@
+"""File sinks for alerts and dead letters: JSON lines or Avro.
+
+JSON lines are for people and tools like `jq`; Avro files follow the
+`alert` and `dead_letter` schemas for downstream systems. A dead letter's
+raw payload is base64 in JSON.
+"""
+
+import base64
+import json
+
+import apache_beam as beam
+
+from schemas import ALERT, DEAD_LETTER, load_schema
+
+
+def alert_to_json(alert: dict) -> str:
+    """Serialise an Alert record as one JSON line."""
+    return json.dumps(alert, sort_keys=True, allow_nan=False, default=float)
+
+
+def dead_letter_to_json(letter: dict) -> str:
+    """Serialise a DeadLetter record, base64-encoding its payload."""
+    shown = dict(letter)
+    shown["payload"] = base64.b64encode(letter["payload"]).decode()
+    return json.dumps(shown, sort_keys=True)
+
+
+class WriteRecords(beam.PTransform):
+    """Write Alert or DeadLetter records under a path prefix.
+
+    Args:
+        prefix: Output path without extension, for example
+            ``out/alerts``; any Beam filesystem.
+        kind: ``schemas.ALERT`` or ``schemas.DEAD_LETTER``.
+        file_format: ``"jsonl"`` or ``"avro"``.
+    """
+
+    def __init__(self, prefix: str, kind: str, file_format: str = "jsonl"):
+        super().__init__()
+        if kind not in (ALERT, DEAD_LETTER):
+            raise ValueError(f"unknown record kind {kind!r}")
+        if file_format not in ("jsonl", "avro"):
+            raise ValueError(
+                f"unknown file format {file_format!r}; use jsonl or avro"
+            )
+        self._prefix = prefix
+        self._kind = kind
+        self._format = file_format
+
+    def expand(self, records):
+        if self._format == "avro":
+            return records | "WriteAvro" >> beam.io.WriteToAvro(
+                self._prefix,
+                schema=load_schema(self._kind),
+                file_name_suffix=".avro",
+                num_shards=1,
+            )
+        to_json = alert_to_json if self._kind == ALERT else dead_letter_to_json
+        return (
+            records
+            | "ToJson" >> beam.Map(to_json)
+            | "WriteJsonLines"
+            >> beam.io.WriteToText(
+                self._prefix,
+                file_name_suffix=".jsonl",
+                num_shards=1,
+                shard_name_template="",
+            )
+        )

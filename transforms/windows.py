@@ -1,0 +1,98 @@
+"""Per-patient sliding event-time windows of trend features.
+
+The input is (patient_id, Summary) stamped with event time. Windows merge
+the summaries with a CombineFn, so a window costs a few array additions
+however many readings it spans. The output leaves the sliding windows for
+the global window, so that the scoring step can batch rows of many
+patients and windows together.
+"""
+
+import apache_beam as beam
+from apache_beam.metrics import Metrics
+from apache_beam.transforms import trigger, window
+from apache_beam.utils.timestamp import Duration
+
+from transforms import features
+
+_NAMESPACE = "vitalwatch"
+
+
+class _MergeSummariesFn(beam.CombineFn):
+    def create_accumulator(self):
+        return None
+
+    def add_input(self, accumulator, summary):
+        return features.merge([accumulator, summary])
+
+    def merge_accumulators(self, accumulators):
+        return features.merge(accumulators)
+
+    def extract_output(self, accumulator):
+        return accumulator
+
+
+class _ToFeatureRowDoFn(beam.DoFn):
+    def __init__(self):
+        self._late_panes = Metrics.counter(_NAMESPACE, "window_late_panes")
+        self._rows = Metrics.counter(_NAMESPACE, "feature_rows")
+
+    def process(
+        self,
+        element,
+        win=beam.DoFn.WindowParam,
+        pane=beam.DoFn.PaneInfoParam,
+    ):
+        patient_id, summary = element
+        if summary is None:
+            return
+        if pane.timing == beam.utils.windowed_value.PaneInfoTiming.LATE:
+            self._late_panes.inc()
+        self._rows.inc()
+        yield {
+            "patient_id": patient_id,
+            "window_start": int(win.start.micros // 1000),
+            "window_end": int(win.end.micros // 1000),
+            "event_time": summary.t_last_ms,
+            "features": features.features_of(summary),
+            "baseline": summary.baseline,
+        }
+
+
+class ComputeTrendFeatures(beam.PTransform):
+    """Sliding-window trend features per patient.
+
+    Output rows are dicts with patient_id, window_start and window_end (ms),
+    event_time (latest reading, ms), features (array in
+    `features.FEATURE_NAMES` order) and baseline, in the global window.
+
+    Args:
+        size_ms: Window size. Default 5 min.
+        period_ms: Window period. Default 1 min.
+        allowed_lateness_ms: How long after the watermark passes a window's
+            end late readings still update it, each update a late pane.
+    """
+
+    def __init__(self, size_ms: int, period_ms: int, allowed_lateness_ms: int):
+        super().__init__()
+        self._size_ms = size_ms
+        self._period_ms = period_ms
+        self._allowed_lateness_ms = allowed_lateness_ms
+
+    def expand(self, summaries):
+        return (
+            summaries
+            | "WindowSliding"
+            >> beam.WindowInto(
+                window.SlidingWindows(
+                    self._size_ms / 1000, self._period_ms / 1000
+                ),
+                trigger=trigger.AfterWatermark(late=trigger.AfterCount(1)),
+                accumulation_mode=trigger.AccumulationMode.ACCUMULATING,
+                allowed_lateness=Duration(
+                    micros=self._allowed_lateness_ms * 1000
+                ),
+            )
+            | "MergeSummaries" >> beam.CombinePerKey(_MergeSummariesFn())
+            | "ToFeatureRows" >> beam.ParDo(_ToFeatureRowDoFn())
+            | "WindowGlobal" >> beam.WindowInto(window.GlobalWindows())
+        )
