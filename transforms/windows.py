@@ -53,6 +53,7 @@ class _ToFeatureRowDoFn(beam.DoFn):
             "window_start": int(win.start.micros // 1000),
             "window_end": int(win.end.micros // 1000),
             "event_time": summary.t_last_ms,
+            "readings": summary.readings,
             "features": features.features_of(summary),
             "baseline": summary.baseline,
         }
@@ -62,7 +63,7 @@ class ComputeTrendFeatures(beam.PTransform):
     """Sliding-window trend features per patient.
 
     Output rows are dicts with patient_id, window_start and window_end (ms),
-    event_time (latest reading, ms), features (array in
+    event_time (latest reading, ms), readings (count), features (array in
     `features.FEATURE_NAMES` order) and baseline, in the global window.
 
     Args:
