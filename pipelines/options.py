@@ -129,15 +129,9 @@ class VitalsOptions(PipelineOptions):
             type=int,
             default=_SILENCE_TIMEOUT_SEC,
             help="Seconds of event time without readings after which a "
-            f"device counts as silent. Default {_SILENCE_TIMEOUT_SEC}.",
-        )
-        parser.add_argument(
-            "--silence_timer",
-            type=_flag,
-            default=True,
-            help="Raise device-silent notices from an event-time timer "
-            "(true) or only when readings resume (false). Turn it off for "
-            "bounded input, whose end is not a silent device. Default true.",
+            "device counts as silent. Streaming runs report it from a timer, "
+            "bounded runs when readings resume. Default "
+            f"{_SILENCE_TIMEOUT_SEC}.",
         )
         parser.add_argument(
             "--patient_leave_after_sec",

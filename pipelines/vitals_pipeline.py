@@ -26,7 +26,10 @@ Launch through the runner CLI, the same graph on every runner::
 import logging
 
 import apache_beam as beam
-from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.options.pipeline_options import (
+    PipelineOptions,
+    StandardOptions,
+)
 
 from pipelines.options import VitalsOptions
 from pipelines.sources import ReadModel, ReadPayloads
@@ -41,7 +44,7 @@ from transforms.windows import ComputeTrendFeatures
 _LOGGER = logging.getLogger(__name__)
 
 
-def tracking_config(options: VitalsOptions) -> TrackingConfig:
+def tracking_config(options: VitalsOptions, streaming: bool) -> TrackingConfig:
     """Build the stateful stage's timing from the options."""
     return TrackingConfig(
         window_size_ms=options.window_size_sec * 1000,
@@ -49,7 +52,7 @@ def tracking_config(options: VitalsOptions) -> TrackingConfig:
         allowed_lateness_ms=options.allowed_lateness_sec * 1000,
         silence_ms=options.silence_timeout_sec * 1000,
         leave_after_ms=options.patient_leave_after_sec * 1000,
-        silence_timer=options.silence_timer,
+        event_timers=streaming,
     )
 
 
@@ -74,7 +77,8 @@ def build_pipeline(
         dead_letters.
     """
     vitals = options.view_as(VitalsOptions)
-    config = tracking_config(vitals)
+    streaming = options.view_as(StandardOptions).streaming
+    config = tracking_config(vitals, streaming)
     _LOGGER.info(
         "Building vitals pipeline: windows %d s every %d s, lateness %d s, "
         "suppression %d s",
@@ -100,6 +104,7 @@ def build_pipeline(
         config.window_size_ms,
         config.window_period_ms,
         config.allowed_lateness_ms,
+        streaming,
     )
 
     model_events = rows | "ScoreWindows" >> ScoreWindows(

@@ -82,6 +82,12 @@ def _fingerprint(schema: dict) -> bytes:
 
 
 @functools.cache
+def _current_fingerprint(kind: str) -> bytes:
+    # Computing a fingerprint costs milliseconds; encoding costs micros.
+    return _fingerprint(load_schema(kind))
+
+
+@functools.cache
 def _writer_schemas() -> dict[bytes, tuple[str, dict]]:
     """Map each known writer fingerprint to (record kind, writer schema)."""
     known = {}
@@ -114,10 +120,13 @@ def encode_record(kind: str, record: dict, schema: dict | None = None) -> bytes:
     Returns:
         The framed payload.
     """
-    writer = schema if schema is not None else load_schema(kind)
+    if schema is None:
+        writer, fingerprint = load_schema(kind), _current_fingerprint(kind)
+    else:
+        writer, fingerprint = schema, _fingerprint(schema)
     out = io.BytesIO()
     out.write(_SINGLE_OBJECT_MAGIC)
-    out.write(_fingerprint(writer))
+    out.write(fingerprint)
     fastavro.schemaless_writer(out, writer, record)
     return out.getvalue()
 

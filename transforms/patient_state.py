@@ -52,6 +52,7 @@ class PatientState:
     last_event_ms: int = -1
     last_checked_ms: int = -1
     frontier_ms: int = -1
+    expiry_timer_ms: int = -1
     has_ecg: bool = False
     silence_notified: bool = False
 
@@ -66,8 +67,9 @@ class TrackingConfig:
         allowed_lateness_ms: Lateness the windows accept.
         silence_ms: Gap after which a patient's device counts as silent.
         leave_after_ms: Gap after which the patient's state is cleared.
-        silence_timer: Whether to arm the silence timer. Off for bounded
-            input, where the end of the input is not a silent device.
+        event_timers: Whether to arm the silence and expiry timers. Off for
+            bounded input, which has no late data and whose end is not a
+            silent device; gaps are then reported when readings resume.
     """
 
     window_size_ms: int = 5 * 60_000
@@ -75,7 +77,7 @@ class TrackingConfig:
     allowed_lateness_ms: int = 2 * 60_000
     silence_ms: int = 60_000
     leave_after_ms: int = 30 * 60_000
-    silence_timer: bool = True
+    event_timers: bool = True
 
 
 def _timestamp(ms: int) -> Timestamp:
@@ -225,12 +227,13 @@ class _TrackPatientDoFn(beam.DoFn):
 
     def _arm_timers(self, patient: PatientState, silence, expiry):
         config = self._config
-        if config.silence_timer and patient.last_event_ms >= 0:
-            silence.set(_timestamp(patient.last_event_ms + config.silence_ms))
-        if patient.frontier_ms < 0 and patient.last_event_ms >= 0:
+        if not config.event_timers or patient.last_event_ms < 0:
+            return
+        silence.set(_timestamp(patient.last_event_ms + config.silence_ms))
+        if patient.expiry_timer_ms < 0:
             period = config.window_period_ms
             first = (patient.last_event_ms // period + 1) * period
-            patient.frontier_ms = 0
+            patient.expiry_timer_ms = first
             expiry.set(_timestamp(first))
 
     @on_timer(EXPIRY)
@@ -240,14 +243,20 @@ class _TrackPatientDoFn(beam.DoFn):
         state=beam.DoFn.StateParam(STATE),
         expiry=beam.DoFn.TimerParam(EXPIRY),
     ):
+        # The chain fires once per window period for as long as the patient
+        # is tracked, so the frontier never falls behind the watermark by
+        # more than a period.
         patient = state.read()
         if patient is None:
             return
         now_ms = _millis(fired)
         patient.frontier_ms = max(patient.frontier_ms, now_ms)
-        state.write(patient)
         if now_ms < patient.last_event_ms + self._config.leave_after_ms:
-            expiry.set(_timestamp(now_ms + self._config.window_period_ms))
+            patient.expiry_timer_ms = now_ms + self._config.window_period_ms
+            expiry.set(_timestamp(patient.expiry_timer_ms))
+        else:
+            patient.expiry_timer_ms = -1
+        state.write(patient)
 
     @on_timer(SILENCE)
     def _on_silence(

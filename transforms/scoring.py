@@ -7,18 +7,27 @@ The batch sizes really received are recorded in the
 scoring dominate the pipeline's cost.
 
 The model arrives as a side input: a `ModelBundle`, or None while no model
-is promoted, in which case rows are counted and not scored.
+is promoted, in which case rows are counted and not scored. A streaming
+side input changes while the pipeline runs. The scoring step adopts a
+newly offered model only when its version is higher than the one it
+scores with and the model can serve (`models.bundle.servability_problems`).
+Older versions are ignored. A model that cannot serve is counted in
+`models_rejected` and logged, and the previous model keeps scoring.
 """
 
+import collections.abc
 import logging
 import math
+import threading
 import time
+import uuid
 import zlib
 
 import apache_beam as beam
 import numpy as np
 from apache_beam.metrics import Metrics
 
+from models.bundle import servability_problems
 from transforms import features
 
 _LOGGER = logging.getLogger(__name__)
@@ -121,16 +130,67 @@ def explain(bundle, row: np.ndarray, score: float, meta: dict) -> dict | None:
     }
 
 
+class _LatestModel:
+    """The model a scoring step scores with, and the versions it rejected."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.bundle = None
+        self.rejected = set()
+
+
+# Latest model per scoring step, shared by the step's DoFn instances in one
+# process. Runners may create a DoFn instance per bundle (the direct runner
+# unpickles a fresh one for every bundle), and a fresh instance must not
+# fall back to an older version.
+_LATEST_MODELS: dict[str, _LatestModel] = {}
+_LATEST_MODELS_LOCK = threading.Lock()
+
+
+def _latest_model(token: str) -> _LatestModel:
+    with _LATEST_MODELS_LOCK:
+        return _LATEST_MODELS.setdefault(token, _LatestModel())
+
+
+def _offered(side_input) -> list:
+    """Candidate models of a side input value, highest version last.
+
+    Accepts a single model or None (an `AsSingleton` view), or an iterable
+    of them (`AsIter` or `AsList`, for runners that keep every pane of a
+    side input).
+    """
+    if side_input is None:
+        return []
+    if isinstance(side_input, collections.abc.Iterable) and not isinstance(
+        side_input, str | bytes
+    ):
+        models = [m for m in side_input if m is not None]
+        return sorted(models, key=_version_or_minus_one)
+    return [side_input]
+
+
+def _version_or_minus_one(model) -> int:
+    version = getattr(model, "version", None)
+    return version if isinstance(version, int) else -1
+
+
 class _ScoreBatchDoFn(beam.DoFn):
     def __init__(self):
+        self._token = uuid.uuid4().hex
         self._batch_size = Metrics.distribution(_NAMESPACE, "score_batch_size")
         self._latency = Metrics.distribution(_NAMESPACE, "score_latency_us")
         self._unscored = Metrics.counter(_NAMESPACE, "rows_without_model")
         self._scored = Metrics.counter(_NAMESPACE, "rows_scored")
         self._anomalous = Metrics.counter(_NAMESPACE, "rows_anomalous")
+        self._loaded = Metrics.counter(_NAMESPACE, "models_loaded")
+        self._rejected = Metrics.counter(_NAMESPACE, "models_rejected")
 
-    def process(self, batch, bundle):
+    def setup(self):
+        self._latest = _latest_model(self._token)
+
+    def process(self, batch, side_input):
         self._batch_size.update(len(batch))
+        bundle = self._adopt(_offered(side_input))
         if bundle is None:
             self._unscored.inc(len(batch))
             return
@@ -146,6 +206,43 @@ class _ScoreBatchDoFn(beam.DoFn):
                 yield beam.window.TimestampedValue(
                     event, event["event_time"] / 1000
                 )
+
+    def _adopt(self, offered: list):
+        """Return the model to score with after seeing `offered` models."""
+        latest = self._latest
+        with latest.lock:
+            for candidate in offered:
+                if self._is_newer(latest, candidate):
+                    self._check_and_switch(latest, candidate)
+            return latest.bundle
+
+    @staticmethod
+    def _is_newer(latest: _LatestModel, candidate) -> bool:
+        if candidate is latest.bundle:
+            return False
+        version = _version_or_minus_one(candidate)
+        if latest.bundle is not None and version <= latest.bundle.version:
+            return False
+        return version not in latest.rejected
+
+    def _check_and_switch(self, latest: _LatestModel, candidate) -> None:
+        version = _version_or_minus_one(candidate)
+        problems = servability_problems(candidate)
+        if version < 0:
+            problems.append("version is not a non-negative integer")
+        if problems:
+            latest.rejected.add(version)
+            self._rejected.inc()
+            _LOGGER.error(
+                "Rejected model version %s, still scoring with %s: %s",
+                version,
+                "none" if latest.bundle is None else latest.bundle.version,
+                "; ".join(problems),
+            )
+            return
+        latest.bundle = candidate
+        self._loaded.inc()
+        _LOGGER.info("Scoring with model version %d", version)
 
 
 class ScoreWindows(beam.PTransform):

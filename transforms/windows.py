@@ -71,28 +71,42 @@ class ComputeTrendFeatures(beam.PTransform):
         period_ms: Window period. Default 1 min.
         allowed_lateness_ms: How long after the watermark passes a window's
             end late readings still update it, each update a late pane.
+        streaming: Whether the input is unbounded; bounded input uses the
+            default trigger, which the runner can pre-combine.
     """
 
-    def __init__(self, size_ms: int, period_ms: int, allowed_lateness_ms: int):
+    def __init__(
+        self,
+        size_ms: int,
+        period_ms: int,
+        allowed_lateness_ms: int,
+        streaming: bool = True,
+    ):
         super().__init__()
         self._size_ms = size_ms
         self._period_ms = period_ms
         self._allowed_lateness_ms = allowed_lateness_ms
+        self._streaming = streaming
+
+    def _windowing(self) -> beam.WindowInto:
+        windows = window.SlidingWindows(
+            self._size_ms / 1000, self._period_ms / 1000
+        )
+        if not self._streaming:
+            # Bounded input has no late data, and the default trigger lets
+            # the runner pre-combine before the shuffle.
+            return beam.WindowInto(windows)
+        return beam.WindowInto(
+            windows,
+            trigger=trigger.AfterWatermark(late=trigger.AfterCount(1)),
+            accumulation_mode=trigger.AccumulationMode.ACCUMULATING,
+            allowed_lateness=Duration(micros=self._allowed_lateness_ms * 1000),
+        )
 
     def expand(self, summaries):
         return (
             summaries
-            | "WindowSliding"
-            >> beam.WindowInto(
-                window.SlidingWindows(
-                    self._size_ms / 1000, self._period_ms / 1000
-                ),
-                trigger=trigger.AfterWatermark(late=trigger.AfterCount(1)),
-                accumulation_mode=trigger.AccumulationMode.ACCUMULATING,
-                allowed_lateness=Duration(
-                    micros=self._allowed_lateness_ms * 1000
-                ),
-            )
+            | "WindowSliding" >> self._windowing()
             | "MergeSummaries" >> beam.CombinePerKey(_MergeSummariesFn())
             | "ToFeatureRows" >> beam.ParDo(_ToFeatureRowDoFn())
             | "WindowGlobal" >> beam.WindowInto(window.GlobalWindows())
