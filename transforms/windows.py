@@ -2,7 +2,8 @@
 
 The input is (patient_id, Summary) stamped with event time. Windows merge
 the summaries with a CombineFn, so a window costs a few array additions
-however many readings it spans. The output leaves the sliding windows for
+however many readings it spans. Windows whose readings span less than half the window are not turned into
+rows. The output leaves the sliding windows for
 the global window, so that the scoring step can batch rows of many
 patients and windows together.
 """
@@ -32,7 +33,9 @@ class _MergeSummariesFn(beam.CombineFn):
 
 
 class _ToFeatureRowDoFn(beam.DoFn):
-    def __init__(self):
+    def __init__(self, min_span_ms: int):
+        self._min_span_ms = min_span_ms
+        self._sparse = Metrics.counter(_NAMESPACE, "windows_too_sparse")
         self._late_panes = Metrics.counter(_NAMESPACE, "window_late_panes")
         self._rows = Metrics.counter(_NAMESPACE, "feature_rows")
 
@@ -44,6 +47,12 @@ class _ToFeatureRowDoFn(beam.DoFn):
     ):
         patient_id, summary = element
         if summary is None:
+            return
+        span_ms = summary.t_last_ms - summary.t_ref_ms
+        if span_ms < self._min_span_ms:
+            # The first and last windows of a stream hold a few readings;
+            # their spread and slope are noise, not a trend.
+            self._sparse.inc()
             return
         if pane.timing == beam.utils.windowed_value.PaneInfoTiming.LATE:
             self._late_panes.inc()
@@ -108,6 +117,7 @@ class ComputeTrendFeatures(beam.PTransform):
             summaries
             | "WindowSliding" >> self._windowing()
             | "MergeSummaries" >> beam.CombinePerKey(_MergeSummariesFn())
-            | "ToFeatureRows" >> beam.ParDo(_ToFeatureRowDoFn())
+            | "ToFeatureRows"
+            >> beam.ParDo(_ToFeatureRowDoFn(self._size_ms // 2))
             | "WindowGlobal" >> beam.WindowInto(window.GlobalWindows())
         )
