@@ -16,6 +16,8 @@ Steps, all local and bounded, with no server to start:
 """
 
 import argparse
+import dataclasses
+import json
 import logging
 import pathlib
 import sys
@@ -92,6 +94,9 @@ def _simulate(args, out: pathlib.Path) -> pathlib.Path:
     )
     paths = simulator.write_simulation(
         simulator.simulate(config), out / "simulation"
+    )
+    (out / "simulation" / "config.json").write_text(
+        json.dumps(dataclasses.asdict(config))
     )
     paths["records"].rename(out / "input" / "simulated.batches.avro")
     return paths["ground_truth"]

@@ -2,13 +2,16 @@
 
 JSON lines are for people and tools like `jq`; Avro files follow the
 `alert` and `dead_letter` schemas for downstream systems. A dead letter's
-raw payload is base64 in JSON.
+raw payload is base64 in JSON. Unbounded input is written as JSON lines,
+one file per minute of event time.
 """
 
 import base64
 import json
 
 import apache_beam as beam
+from apache_beam.io import fileio
+from apache_beam.transforms import window
 
 from schemas import ALERT, DEAD_LETTER, load_schema
 
@@ -48,6 +51,8 @@ class WriteRecords(beam.PTransform):
         self._format = file_format
 
     def expand(self, records):
+        if not records.is_bounded:
+            return self._expand_unbounded(records)
         if self._format == "avro":
             return records | "WriteAvro" >> beam.io.WriteToAvro(
                 self._prefix,
@@ -65,5 +70,22 @@ class WriteRecords(beam.PTransform):
                 file_name_suffix=".jsonl",
                 num_shards=1,
                 shard_name_template="",
+            )
+        )
+
+    def _expand_unbounded(self, records):
+        # Unbounded input needs windows for its files to close: one file
+        # per minute of event time.
+        to_json = alert_to_json if self._kind == ALERT else dead_letter_to_json
+        folder, _, stem = self._prefix.rpartition("/")
+        return (
+            records
+            | "WindowPerMinute" >> beam.WindowInto(window.FixedWindows(60))
+            | "ToJson" >> beam.Map(to_json)
+            | "WriteJsonLineFiles"
+            >> fileio.WriteToFiles(
+                path=folder or ".",
+                file_naming=fileio.default_file_naming(stem, ".jsonl"),
+                shards=1,
             )
         )
