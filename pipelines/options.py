@@ -1,6 +1,6 @@
 """Command-line options of the vitals pipeline.
 
-Every flag says what it sets, its unit and its default; `python -m runners
+Each flag's help gives what it sets, its unit and its default; `python -m runners
 run --help` lists them next to Beam's own options.
 """
 

@@ -124,7 +124,7 @@ class _ParseVitalsDoFn(beam.DoFn):
 class ParseVitals(beam.PTransform):
     """Decode payloads into `ReadingBlock`s and dead-letter the rest.
 
-    The input holds bytes or (source, bytes) pairs. The output is a tuple
+    The input contains bytes or (source, bytes) pairs. The output is a tuple
     of PCollections: `.blocks` with valid readings and `.dead_letter` with
     DeadLetter records.
 

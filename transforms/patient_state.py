@@ -314,7 +314,7 @@ def _silence_event(patient_id, last_ms, gap_ms, resumed) -> dict:
 class TrackPatients(beam.PTransform):
     """Keyed per-patient state ahead of the sliding windows.
 
-    The input holds `ReadingBlock`s. The output is a tuple with the main
+    The input contains `ReadingBlock`s. The output is a tuple with the main
     output of (patient_id, Summary) stamped with event time, `.late` with
     dead-letter records of late and undeduplicable readings, and `.events`
     with fast-path and silence events.

@@ -5,7 +5,7 @@ pipeline never moves one reading per element. A `ReadingBlock` holds the
 consecutive readings of one device as NumPy arrays, and every stage after
 decoding works on whole blocks with vectorised code.
 
-A channel that was not measured holds NaN. Readings inside one block share
+A channel that was not measured contains NaN. Readings inside one block share
 the patient and the device.
 """
 
