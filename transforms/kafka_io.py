@@ -28,10 +28,10 @@ Per runner:
 
 * FnApiRunner (tests): finalization runs right after each bundle, which is
   tested in ``tests/kafka``.
-* Dataflow: bundle finalization needs Runner v2 (the default for Python
-  streaming jobs). In Dataflow's own checkpoints the restriction position
-  is the source of truth, and the committed offset only matters to a new
-  job that replaces a cancelled one.
+* Dataflow: bundle finalization needs Runner v2; not run from here. In
+  Dataflow's own checkpoints the restriction position is the source of
+  truth, and the committed offset only matters to a new job that replaces
+  a cancelled one.
 * Flink and other runners: NOTE: not verified here. A runner that never
   calls finalization callbacks leaves offsets uncommitted, so a new job
   re-reads from the last commit (more duplicates, no loss).
@@ -43,9 +43,10 @@ and flush in ``finish_bundle``, so a bundle only succeeds once the broker
 has acknowledged every message. A retried bundle writes its messages again
 (at-least-once), and consumers de-duplicate by ``alert_id``.
 
-Client settings such as TLS and SASL are passed through unchanged as a dict
-of librdkafka properties (``--kafka_config security.protocol=SSL``). They can
-contain secrets, so this module never logs them. They are still pickled into
+Client settings such as TLS and SASL are passed through unchanged as the
+``config`` dict of librdkafka properties, which pipelines fill from repeated
+``--kafka_config KEY=VALUE`` flags. They can contain secrets, so this module
+never logs them. They are still pickled into
 the job graph, so prefer file-based secrets (``ssl.key.location``).
 
 Example::
@@ -53,7 +54,7 @@ Example::
     readings = (
         pipeline
         | "ReadVitals" >> ReadVitalsFromKafka(
-            topics=["vitals"], bootstrap_servers="127.0.0.1:19092",
+            topic="vitals", bootstrap_servers="127.0.0.1:19092",
             group_id="vitalwatch"))
 """
 
@@ -63,7 +64,7 @@ import logging
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 
 import apache_beam as beam
 import fastavro
@@ -72,7 +73,6 @@ from apache_beam.io.restriction_trackers import (
     OffsetRestrictionTracker,
 )
 from apache_beam.metrics import Metrics
-from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.transforms.core import RestrictionProvider
 from apache_beam.transforms.window import TimestampedValue
 from apache_beam.utils.timestamp import Duration, Timestamp
@@ -92,16 +92,18 @@ _METRICS_NAMESPACE = "kafka_io"
 
 # Stop offset of an unbounded restriction: larger than any Kafka offset.
 _UNBOUNDED_STOP = sys.maxsize
-# How long one poll waits for messages; also the delay before an idle
-# partition is polled again.
-_POLL_TIMEOUT_SEC = 1.0
+# How long one poll waits to fill a batch. consume() waits the full time
+# unless the batch fills, so this bounds the latency a poll adds.
+_POLL_TIMEOUT_SEC = 0.1
+# Delay before a caught-up unbounded partition is read again.
+_IDLE_RESUME_DELAY_SEC = 1.0
 # Messages taken from librdkafka's prefetch queue per poll.
 _MAX_POLL_MESSAGES = 500
 # A read checkpoints after this long so that the runner commits its output
 # and the finalization callback commits the offsets.
 _MAX_READ_SEC = 5.0
 # Assumed bound on how far behind the newest reading a gateway or phone may
-# deliver a reading. An estimate, not measured; tune per deployment.
+# deliver a reading. An estimate, not measured, so tune it per deployment.
 _DEFAULT_MAX_OUT_OF_ORDERNESS_SEC = 60.0
 # How long admin-style requests (metadata, offsets, commits) may take.
 _REQUEST_TIMEOUT_SEC = 10.0
@@ -118,70 +120,14 @@ _FATAL_READ_ERRORS = (
 )
 
 
-class KafkaOptions(PipelineOptions):
-    """Pipeline options of the Kafka source and sinks."""
-
-    @classmethod
-    def _add_argparse_args(cls, parser):
-        parser.add_argument(
-            "--kafka_bootstrap_servers",
-            default="127.0.0.1:19092",
-            help="Comma-separated host:port list of Kafka brokers. "
-            "Default 127.0.0.1:19092, the broker of scripts/kafka.sh.",
-        )
-        parser.add_argument(
-            "--kafka_group_id",
-            default="vitalwatch",
-            help="Consumer group whose committed offsets the source resumes "
-            "from and commits to. Default vitalwatch.",
-        )
-        parser.add_argument(
-            "--kafka_config",
-            action="append",
-            default=[],
-            metavar="KEY=VALUE",
-            help="librdkafka client property, repeatable, for example "
-            "security.protocol=SSL or ssl.ca.location=/path/ca.crt. "
-            "Values are never logged. Default none.",
-        )
-        parser.add_argument(
-            "--kafka_max_out_of_orderness_sec",
-            type=float,
-            default=_DEFAULT_MAX_OUT_OF_ORDERNESS_SEC,
-            help="Seconds a reading may arrive behind the newest one before "
-            "it is late; the source watermark trails by this much. "
-            f"Default {_DEFAULT_MAX_OUT_OF_ORDERNESS_SEC:g}.",
-        )
-
-
-def parse_kafka_config(entries: Iterable[str]) -> dict[str, str]:
-    """Parse ``KEY=VALUE`` strings into a librdkafka config dict.
-
-    Raises:
-        ValueError: If an entry has no ``=`` or an empty key. The message
-            names the key only, because values can be secrets.
-    """
-    config = {}
-    for entry in entries:
-        key, separator, value = entry.partition("=")
-        key = key.strip()
-        if not separator or not key:
-            raise ValueError(
-                "invalid --kafka_config entry: expected KEY=VALUE, got an "
-                f"entry starting with {key[:40]!r}"
-            )
-        config[key] = value
-    return config
-
-
 def _client_config(
-    bootstrap_servers: str, kafka_config: dict | None, **required
+    bootstrap_servers: str, config: dict | None, **required
 ) -> dict:
     """Merge user settings with the settings this module depends on."""
-    config = {"bootstrap.servers": bootstrap_servers}
-    config.update(kafka_config or {})
-    config.update(required)
-    return config
+    merged = {"bootstrap.servers": bootstrap_servers}
+    merged.update(config or {})
+    merged.update(required)
+    return merged
 
 
 def _source_of(topic: str, partition: int, offset: int) -> str:
@@ -272,7 +218,7 @@ class _PartitionRestrictionProvider(RestrictionProvider):
         return _CheckpointOnlyTracker(restriction)
 
     def split(self, element, restriction):
-        # One reader per partition; see _CheckpointOnlyTracker.
+        # One reader per partition, for the reason in _CheckpointOnlyTracker.
         yield restriction
 
     def restriction_size(self, element, restriction):
@@ -314,7 +260,7 @@ _WATERMARK_PARAM = beam.DoFn.WatermarkEstimatorParam(
 
 
 class _ReadPartitionDoFn(beam.DoFn):
-    """Read one partition's offset range; see the module docstring."""
+    """Read one partition's offset range, as the module docstring describes."""
 
     def __init__(
         self, consumer_config, max_out_of_orderness_sec, commit_offsets
@@ -385,6 +331,8 @@ class _ReadPartitionDoFn(beam.DoFn):
                 next_offset = message.offset() + 1
                 self._readers[(topic, partition)][1] = next_offset
                 yield self._timestamped(message, watermark_estimator)
+                if next_offset >= restriction.stop:
+                    return next_offset
             if not messages:
                 next_offset, caught_up = self._position(
                     consumer, topic, partition, next_offset
@@ -402,7 +350,9 @@ class _ReadPartitionDoFn(beam.DoFn):
                     # NOTE: RestrictionTrackerView.is_bounded() returns None
                     # in Beam 2.62, so the restriction's stop decides.
                     if restriction.stop == _UNBOUNDED_STOP:
-                        tracker.defer_remainder(Duration.of(_POLL_TIMEOUT_SEC))
+                        tracker.defer_remainder(
+                            Duration.of(_IDLE_RESUME_DELAY_SEC)
+                        )
                         return next_offset
             if time.monotonic() > deadline:
                 tracker.defer_remainder()
@@ -462,7 +412,7 @@ class _ReadPartitionDoFn(beam.DoFn):
         )
 
     def _commit(self, topic, partition, offset):
-        """Commit ``offset`` for the group; runs after the bundle commits."""
+        """Commit ``offset`` to the group once the runner commits the bundle."""
         with self._commit_lock:
             if self._committer is None:
                 self._committer = Consumer(self._consumer_config)
@@ -488,10 +438,11 @@ class ReadVitalsFromKafka(beam.PTransform):
     """Read Kafka messages as ``(source, value bytes)`` tuples.
 
     Args:
-        topics: Topic names to read, all partitions of each.
+        topic: Topic name, or a list of names, to read in all partitions.
         bootstrap_servers: Comma-separated ``host:port`` list of brokers.
         group_id: Consumer group to resume from and commit offsets to.
-        kafka_config: Extra librdkafka properties (TLS, SASL); never logged.
+        config: Extra librdkafka properties such as TLS and SASL settings.
+            They are never logged.
         bounded: When True, stop at each partition's high watermark as it
             was when the read started (batch runs and tests). Default False.
         start_offset: ``"earliest"`` or ``"latest"``, used for a partition
@@ -503,34 +454,37 @@ class ReadVitalsFromKafka(beam.PTransform):
             Default True.
 
     Raises:
-        ValueError: If ``topics`` is empty or ``start_offset`` is invalid.
+        ValueError: If no topic is named or ``start_offset`` is invalid.
     """
 
     def __init__(
         self,
-        topics: list[str],
+        topic: str | list[str],
         bootstrap_servers: str,
         group_id: str,
-        kafka_config: dict[str, str] | None = None,
+        config: dict[str, str] | None = None,
         bounded: bool = False,
         start_offset: str = "earliest",
         max_out_of_orderness_sec: float = _DEFAULT_MAX_OUT_OF_ORDERNESS_SEC,
         commit_offsets: bool = True,
     ):
         super().__init__()
-        if not topics:
-            raise ValueError("topics is empty: name at least one topic")
+        topics = [topic] if isinstance(topic, str) else list(topic)
+        if not topics or not all(topics):
+            raise ValueError(
+                f"invalid topic {topic!r}: name at least one non-empty topic"
+            )
         if start_offset not in _START_OFFSETS:
             raise ValueError(
                 f"invalid start_offset {start_offset!r}: expected one of "
                 f"{_START_OFFSETS}"
             )
-        self._topics = list(topics)
+        self._topics = topics
         self._bootstrap_servers = bootstrap_servers
         self._group_id = group_id
         self._consumer_config = _client_config(
             bootstrap_servers,
-            kafka_config,
+            config,
             **{
                 "group.id": group_id,
                 "enable.auto.commit": False,
@@ -579,7 +533,7 @@ class ReadVitalsFromKafka(beam.PTransform):
 
 
 class _ProduceDoFn(beam.DoFn):
-    """Produce ``(key, value)`` pairs; fails the bundle on any lost write."""
+    """Produce ``(key, value)`` pairs and fail the bundle on any lost write."""
 
     def __init__(self, topic, producer_config):
         self._topic = topic
@@ -641,23 +595,24 @@ class WriteToKafkaTopic(beam.PTransform):
     retried bundle writes its messages again.
 
     Args:
-        topic: Topic to write to; it must exist.
+        topic: Existing topic to write to.
         bootstrap_servers: Comma-separated ``host:port`` list of brokers.
-        kafka_config: Extra librdkafka properties (TLS, SASL); never logged.
+        config: Extra librdkafka properties such as TLS and SASL settings.
+            They are never logged.
     """
 
     def __init__(
         self,
         topic: str,
         bootstrap_servers: str,
-        kafka_config: dict[str, str] | None = None,
+        config: dict[str, str] | None = None,
     ):
         super().__init__()
         self._topic = topic
         self._bootstrap_servers = bootstrap_servers
         self._producer_config = _client_config(
             bootstrap_servers,
-            kafka_config,
+            config,
             **{"enable.idempotence": True, "acks": "all"},
         )
 
@@ -683,19 +638,20 @@ class WriteAlertsToKafka(beam.PTransform):
     schema, so all alerts of one patient land in one partition in order.
 
     Args:
-        topic: Alert topic; it must exist.
+        topic: Existing alert topic.
         bootstrap_servers: Comma-separated ``host:port`` list of brokers.
-        kafka_config: Extra librdkafka properties (TLS, SASL); never logged.
+        config: Extra librdkafka properties such as TLS and SASL settings.
+            They are never logged.
     """
 
     def __init__(
         self,
         topic: str,
         bootstrap_servers: str,
-        kafka_config: dict[str, str] | None = None,
+        config: dict[str, str] | None = None,
     ):
         super().__init__()
-        self._write = WriteToKafkaTopic(topic, bootstrap_servers, kafka_config)
+        self._write = WriteToKafkaTopic(topic, bootstrap_servers, config)
 
     def expand(self, alerts):
         keyed = alerts | "EncodeAlerts" >> beam.Map(_key_alert)
@@ -734,8 +690,10 @@ class ConfluentSchemaResolver:
         client_factory: Callable[[], object] | None = None,
     ):
         if (registry_config is None) == (client_factory is None):
+            given = "neither" if registry_config is None else "both"
             raise ValueError(
-                "pass exactly one of registry_config and client_factory"
+                "ConfluentSchemaResolver needs exactly one of registry_config "
+                f"and client_factory, got {given}"
             )
         self._registry_config = registry_config
         self._client_factory = client_factory
@@ -795,17 +753,9 @@ class ConfluentSchemaResolver:
         return self._client
 
 
-def kafka_config_from_options(options: PipelineOptions) -> dict[str, str]:
-    """Return the ``--kafka_config`` entries of ``options`` as a dict."""
-    return parse_kafka_config(options.view_as(KafkaOptions).kafka_config)
-
-
 __all__ = [
     "ConfluentSchemaResolver",
-    "KafkaOptions",
     "ReadVitalsFromKafka",
     "WriteAlertsToKafka",
     "WriteToKafkaTopic",
-    "kafka_config_from_options",
-    "parse_kafka_config",
 ]
