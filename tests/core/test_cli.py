@@ -1,0 +1,78 @@
+"""Tests of the runner CLI: help text, option checks and a bounded run."""
+
+import json
+import subprocess
+import sys
+
+from runners import cli
+from schemas import VITAL_BATCH, write_container
+from tests.core.helpers import batch_record
+
+
+def _run_cli(*args, cwd=None):
+    return subprocess.run(
+        [sys.executable, "-W", "ignore", "-m", "runners", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=cwd,
+    )
+
+
+def test_help_documents_every_option():
+    result = _run_cli("run", "--help")
+    assert result.returncode == 0
+    parser = cli._help_parser()
+    vitals_group = next(
+        g for g in parser._action_groups if g.title == "VitalsOptions"
+    )
+    for action in vitals_group._group_actions:
+        assert action.help, action.dest
+        assert "Default" in action.help, action.dest
+        assert action.option_strings[0] in result.stdout
+
+
+def test_invalid_window_rejected():
+    result = _run_cli(
+        "run",
+        "--source",
+        "avro:x",
+        "--window_size_sec",
+        "100",
+        "--window_period_sec",
+        "60",
+    )
+    assert result.returncode == 2
+    assert "not a multiple" in result.stderr
+
+
+def test_missing_source_rejected():
+    result = _run_cli("run")
+    assert result.returncode == 2
+    assert "--source is required" in result.stderr
+
+
+def test_direct_runner_resolved_explicitly():
+    bounded = cli.resolve_runner(["--runner", "DirectRunner", "--x=1"])
+    streaming = cli.resolve_runner(["--streaming"])
+    assert bounded[-1].endswith("FnApiRunner")
+    assert "--x=1" in bounded
+    assert streaming[-1] == "--runner=BundleBasedDirectRunner"
+
+
+def test_bounded_run_writes_alerts(tmp_path):
+    records = [batch_record("p", m) for m in range(3)]
+    records.append(batch_record("p", 3, heart_rate=170.0))
+    write_container(tmp_path / "in.avro", VITAL_BATCH, records)
+    result = _run_cli(
+        "run",
+        "--runner",
+        "DirectRunner",
+        f"--source=avro:{tmp_path}/in.avro",
+        f"--output_dir={tmp_path}/out",
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "readings_in" in result.stdout
+    with open(tmp_path / "out" / "alerts.jsonl") as lines:
+        alerts = [json.loads(line) for line in lines]
+    assert ("tachycardia", "SEVERE") in {(a["kind"], a["tier"]) for a in alerts}
