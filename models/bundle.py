@@ -8,10 +8,13 @@ per reading.
 """
 
 import dataclasses
+import math
 
 import numpy as np
 import sklearn
 from sklearn.ensemble import IsolationForest
+
+from transforms.features import FEATURE_NAMES
 
 
 @dataclasses.dataclass
@@ -45,7 +48,19 @@ class ModelBundle:
         missing = np.isnan(rows)
         if missing.any():
             rows[missing] = np.broadcast_to(self.medians, rows.shape)[missing]
+        # A feature the training data never had carries no information the
+        # trees learnt; a real value there would look like an outlier.
+        untrained = self._untrained_columns()
+        rows[:, untrained] = self.medians[untrained]
         return rows
+
+    def _untrained_columns(self) -> list[int]:
+        names = list(self.feature_names)
+        return [
+            names.index(name)
+            for name in self.metadata.get("features_without_data", [])
+            if name in names
+        ]
 
     def anomaly_scores(self, rows: np.ndarray) -> np.ndarray:
         """Score a batch of feature rows in one call.
@@ -57,5 +72,51 @@ class ModelBundle:
         return -self.estimator.score_samples(self.impute(rows))
 
     def deviations(self, rows: np.ndarray) -> np.ndarray:
-        """Robust z-scores of each feature against the training data."""
-        return (np.asarray(rows, dtype=np.float64) - self.medians) / self.scales
+        """Robust z-scores of each feature against the training data.
+
+        Features without training data get 0: no reference exists.
+        """
+        z = (np.asarray(rows, dtype=np.float64) - self.medians) / self.scales
+        z[..., self._untrained_columns()] = 0.0
+        return z
+
+
+def servability_problems(bundle) -> list[str]:
+    """List why `bundle` cannot score this pipeline's rows; empty if it can.
+
+    Checks the type, the feature names and their order, the scikit-learn
+    version (a pickled estimator from another version may unpickle and
+    still score differently), the threshold, and that one row of training
+    medians scores to a finite value.
+    """
+    if not isinstance(bundle, ModelBundle):
+        return [f"artifact is a {type(bundle).__name__}, not a ModelBundle"]
+    problems = []
+    if tuple(bundle.feature_names) != FEATURE_NAMES:
+        problems.append(
+            f"model expects features {list(bundle.feature_names)}, the "
+            f"pipeline computes {list(FEATURE_NAMES)}"
+        )
+    if bundle.sklearn_version != sklearn.__version__:
+        problems.append(
+            f"model was fitted with scikit-learn {bundle.sklearn_version}, "
+            f"this process runs {sklearn.__version__}"
+        )
+    if not isinstance(bundle.threshold, float | int) or not math.isfinite(
+        bundle.threshold
+    ):
+        problems.append(f"threshold {bundle.threshold!r} is not finite")
+    if not problems:
+        problems.extend(_probe_problems(bundle))
+    return problems
+
+
+def _probe_problems(bundle: ModelBundle) -> list[str]:
+    try:
+        probe = np.asarray(bundle.medians, dtype=np.float64)[None, :]
+        score = bundle.anomaly_scores(probe)
+    except (AttributeError, TypeError, ValueError, IndexError) as error:
+        return [f"scoring a probe row failed: {error!r}"]
+    if score.shape != (1,) or not np.isfinite(score).all():
+        return [f"scoring a probe row returned {score!r}"]
+    return []

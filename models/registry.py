@@ -3,7 +3,8 @@
 Layout under the registry root (a local folder or a `gs://` prefix)::
 
     v000001/model.pkl       the pickled ModelBundle
-    v000001/metadata.json   feature names, sklearn version, statistics
+    v000001/metadata.json   feature names, sklearn version, statistics,
+                            data window and evaluation scores
     CURRENT                 the promoted version number, as text
 
 Versions only increase. `CURRENT` is written last, so a reader never sees
@@ -16,7 +17,7 @@ import pickle
 
 from apache_beam.io.filesystems import FileSystems
 
-from models.bundle import ModelBundle
+from models.bundle import ModelBundle, servability_problems
 
 _LOGGER = logging.getLogger(__name__)
 _CURRENT = "CURRENT"
@@ -104,11 +105,11 @@ def load(root: str, version: int) -> ModelBundle:
     """Load and check one version.
 
     Raises:
-        ModelLoadError: When the artifact is missing, does not unpickle to
-            a ModelBundle, or its feature names differ from the pipeline's.
+        ModelLoadError: When the artifact is missing or does not unpickle,
+            or when `bundle.servability_problems` finds a problem: not a
+            ModelBundle, other feature names, another scikit-learn
+            version, or an estimator that fails to score.
     """
-    from transforms.features import FEATURE_NAMES
-
     path = _path(root, _version_dir(version), "model.pkl")
     try:
         bundle = pickle.loads(_read(path))
@@ -118,24 +119,50 @@ def load(root: str, version: int) -> ModelBundle:
         EOFError,
         AttributeError,
         ImportError,
+        IndexError,
+        KeyError,
         ValueError,
         TypeError,
     ) as error:
         raise ModelLoadError(
-            f"model version {version} at {path}: {error}"
+            f"model version {version} at {path}: {error!r}"
         ) from error
-    if not isinstance(bundle, ModelBundle):
+    problems = servability_problems(bundle)
+    if problems:
         raise ModelLoadError(
-            f"model version {version} at {path} is a "
-            f"{type(bundle).__name__}, not a ModelBundle"
-        )
-    if tuple(bundle.feature_names) != FEATURE_NAMES:
-        raise ModelLoadError(
-            f"model version {version} expects features "
-            f"{list(bundle.feature_names)}, the pipeline computes "
-            f"{list(FEATURE_NAMES)}"
+            f"model version {version} at {path} is rejected: "
+            + "; ".join(problems)
         )
     return bundle
+
+
+def read_metadata(root: str, version: int) -> dict:
+    """Read the metadata of one version.
+
+    Raises:
+        ModelLoadError: When the file is missing or is not JSON.
+    """
+    path = _path(root, _version_dir(version), "metadata.json")
+    try:
+        return json.loads(_read(path))
+    except (OSError, ValueError) as error:
+        raise ModelLoadError(
+            f"metadata of version {version} at {path}: {error!r}"
+        ) from error
+
+
+def update_metadata(root: str, version: int, updates: dict) -> dict:
+    """Merge `updates` into the metadata of one version and rewrite it.
+
+    Returns:
+        The new metadata.
+    """
+    metadata = {**read_metadata(root, version), **updates}
+    _write(
+        _path(root, _version_dir(version), "metadata.json"),
+        json.dumps(metadata, indent=2).encode(),
+    )
+    return metadata
 
 
 def load_current(root: str) -> ModelBundle | None:
