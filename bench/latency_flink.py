@@ -1,0 +1,341 @@
+"""Event time to alert latency of the streaming pipeline, from real Kafka.
+
+A producer in this process sends one VitalReading per device per second
+to a new topic, with the event time and the Kafka message timestamp set
+to the wall clock at sending. Each device gets one tachycardia episode
+(heart rate 160 bpm for 20 s) at a random time, so that the fast path
+raises alerts all through the run. The pipeline runs streaming in a
+subprocess and writes alerts to a second topic, which a consumer here
+reads. Latency is the consumer's arrival time minus the alert's event
+time, the event time of the reading that completed the episode.
+
+Every few seconds the benchmark samples the consumer lag of the
+pipeline's group: end offsets minus committed offsets, summed over
+partitions. A rate counts as sustained when the lag of the last third
+of the run does not grow.
+
+Runners: FlinkRunner (the default) with LOOPBACK workers, or the
+BundleBasedDirectRunner. NOTE: the BundleBasedDirectRunner with Beam
+2.62.0 rejects the project's Kafka source, a splittable DoFn, when the
+graph is built ("ProcessKeyedElements/GroupByKey ... was not replaced as
+expected"), so no local streaming latency from Kafka exists yet. The
+FlinkRunner path has not been run: docs/benchmarks.md keeps its TODO.
+
+    .venv/bin/python -m bench.latency_flink --bootstrap 127.0.0.1:19092
+"""
+
+import argparse
+import json
+import pathlib
+import subprocess
+import sys
+import threading
+import time
+import uuid
+
+import numpy as np
+from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from bench import common
+from schemas import decode_payload, encode_reading
+
+_PARTITIONS = 2
+_EPISODE_SEC = 20
+_TACHYCARDIA_BPM = 160.0
+_LAG_SAMPLE_SEC = 5.0
+# The fast path needs 8 s above 140 bpm. Episodes start this long after
+# producing starts, so that the pipeline is reading by then.
+_STARTUP_SEC = 45
+
+
+def _create_topics(bootstrap: str, names: list[str]) -> None:
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    futures = admin.create_topics(
+        [NewTopic(name, _PARTITIONS, 1) for name in names]
+    )
+    for future in futures.values():
+        future.result(timeout=30)
+
+
+def _runner_args(args) -> list[str]:
+    if args.runner != "FlinkRunner":
+        return [f"--runner={args.runner}"]
+    # LOOPBACK runs the SDK harness in the serving process, so the cluster
+    # needs no Docker and no Python install.
+    return [
+        "--runner=FlinkRunner",
+        f"--flink_master={args.flink_master}",
+        f"--flink_job_server_jar={args.flink_job_server_jar}",
+        "--environment_type=LOOPBACK",
+        "--parallelism=1",
+        f"--checkpointing_interval={args.checkpointing_interval_ms}",
+    ]
+
+
+def _serve(args) -> int:
+    """Run the pipeline streaming until killed; alerts go to Kafka."""
+    import apache_beam as beam
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from pipelines.vitals_pipeline import build_pipeline
+    from transforms.kafka_io import WriteAlertsToKafka
+
+    options = PipelineOptions(
+        [
+            *_runner_args(args),
+            "--streaming",
+            f"--source=kafka:{args.vitals_topic}",
+            f"--kafka_bootstrap={args.bootstrap}",
+            f"--kafka_group={args.group}",
+            f"--model_registry={args.registry}",
+        ]
+    )
+    pipeline = beam.Pipeline(options=options)
+    outputs = build_pipeline(pipeline, options)
+    # NOTE: build_pipeline does not use --alerts_topic, so the benchmark
+    # adds the Kafka sink itself.
+    outputs["alerts"] | "WriteAlertsToKafka" >> WriteAlertsToKafka(
+        args.alerts_topic, args.bootstrap
+    )
+    pipeline.run().wait_until_finish()
+    return 0
+
+
+def _reading(device: int, sequence: int, now_ms: int, tachy: bool) -> dict:
+    heart_rate = _TACHYCARDIA_BPM if tachy else 72.0 + (device % 7)
+    return {
+        "patient_id": f"bench-{device:05d}",
+        "device_id": f"dev-{device:05d}",
+        "sequence": sequence,
+        "event_time": now_ms,
+        "heart_rate_bpm": heart_rate,
+        "spo2_pct": 97.0,
+        "rr_interval_ms": 60_000.0 / heart_rate,
+        "signal_quality": 0.95,
+        "pulse_rate_bpm": heart_rate,
+        "rr_rmssd_ms": 35.0,
+        "firmware": "bench-1",
+    }
+
+
+def _produce(args, stop_at: float) -> int:
+    producer = Producer({"bootstrap.servers": args.bootstrap, "linger.ms": 5})
+    rng = np.random.default_rng(args.seed)
+    span = max(args.seconds - _STARTUP_SEC - _EPISODE_SEC, 1)
+    onsets = _STARTUP_SEC + rng.integers(0, span, args.devices)
+    started, second, sent = time.time(), 0, 0
+    while time.time() < stop_at:
+        now_ms = int(time.time() * 1000)
+        for device in range(args.devices):
+            tachy = 0 <= second - onsets[device] < _EPISODE_SEC
+            record = _reading(device, second, now_ms, tachy)
+            producer.produce(
+                args.vitals_topic,
+                value=encode_reading(record),
+                key=record["patient_id"].encode(),
+                timestamp=now_ms,
+            )
+            sent += 1
+        producer.poll(0)
+        second += 1
+        time.sleep(max(0.0, started + second - time.time()))
+    producer.flush(30)
+    return sent
+
+
+def _consume_alerts(args, stop: threading.Event, latencies: list) -> None:
+    consumer = Consumer(
+        {
+            "bootstrap.servers": args.bootstrap,
+            "group.id": f"bench-alerts-{uuid.uuid4().hex[:8]}",
+            "auto.offset.reset": "earliest",
+        }
+    )
+    consumer.subscribe([args.alerts_topic])
+    while not stop.is_set():
+        message = consumer.poll(0.2)
+        if message is None or message.error():
+            continue
+        arrived_ms = time.time() * 1000
+        _, alert = decode_payload(message.value())
+        latencies.append((alert["kind"], arrived_ms - alert["event_time"]))
+    consumer.close()
+
+
+def _lag(args) -> int:
+    consumer = Consumer(
+        {"bootstrap.servers": args.bootstrap, "group.id": args.group}
+    )
+    partitions = [
+        TopicPartition(args.vitals_topic, p) for p in range(_PARTITIONS)
+    ]
+    committed = consumer.committed(partitions, timeout=10)
+    total = 0
+    for partition in committed:
+        _, high = consumer.get_watermark_offsets(partition, timeout=10)
+        total += high - max(partition.offset, 0)
+    consumer.close()
+    return total
+
+
+def _percentiles(values: list[float]) -> dict:
+    if not values:
+        return {"count": 0}
+    p50, p95, p99 = np.percentile(values, [50, 95, 99])
+    return {
+        "count": len(values),
+        "p50_ms": round(float(p50)),
+        "p95_ms": round(float(p95)),
+        "p99_ms": round(float(p99)),
+        "max_ms": round(max(values)),
+    }
+
+
+def _lag_grows(samples: list[tuple[float, int]]) -> bool:
+    tail = samples[len(samples) * 2 // 3 :]
+    if len(tail) < 2:
+        return False
+    slope = np.polyfit([t for t, _ in tail], [lag for _, lag in tail], 1)[0]
+    return bool(slope > 0.05 * max(1, len(tail)))
+
+
+def measure(args) -> dict:
+    """Run producer, pipeline and alert consumer for one rate."""
+    suffix = uuid.uuid4().hex[:8]
+    args.vitals_topic = f"bench-vitals-{suffix}"
+    args.alerts_topic = f"bench-alerts-{suffix}"
+    args.group = f"bench-pipeline-{suffix}"
+    _create_topics(args.bootstrap, [args.vitals_topic, args.alerts_topic])
+    command = [
+        sys.executable,
+        "-m",
+        "bench.latency_flink",
+        "--serve",
+        f"--bootstrap={args.bootstrap}",
+        f"--vitals_topic={args.vitals_topic}",
+        f"--alerts_topic={args.alerts_topic}",
+        f"--group={args.group}",
+        f"--registry={args.registry}",
+        f"--runner={args.runner}",
+        f"--flink_master={args.flink_master}",
+        f"--flink_job_server_jar={args.flink_job_server_jar}",
+        f"--checkpointing_interval_ms={args.checkpointing_interval_ms}",
+    ]
+    log = open(pathlib.Path(args.out) / f"latency-{args.devices}.log", "w")
+    pipeline = subprocess.Popen(command, stdout=log, stderr=log)
+    latencies, lag_samples = [], []
+    stop = threading.Event()
+    reader = threading.Thread(
+        target=_consume_alerts, args=(args, stop, latencies), daemon=True
+    )
+    reader.start()
+    started = time.time()
+    producer = threading.Thread(
+        target=lambda: _produce(args, started + args.seconds), daemon=True
+    )
+    producer.start()
+    while producer.is_alive():
+        time.sleep(_LAG_SAMPLE_SEC)
+        lag_samples.append((time.time() - started, _lag(args)))
+    time.sleep(args.drain_sec)
+    stop.set()
+    reader.join(10)
+    pipeline.terminate()
+    pipeline.wait(30)
+    log.close()
+    return {
+        "devices": args.devices,
+        "seconds": args.seconds,
+        "runner": args.runner,
+        "pipeline_exit_code": pipeline.returncode,
+        "tachycardia": _percentiles(
+            [ms for kind, ms in latencies if kind == "tachycardia"]
+        ),
+        "all_alerts": _percentiles([ms for _, ms in latencies]),
+        "lag_samples": lag_samples,
+        "lag_grows": _lag_grows(lag_samples),
+    }
+
+
+def _parse(argv):
+    parser = argparse.ArgumentParser(prog="python -m bench.latency_flink")
+    parser.add_argument(
+        "--bootstrap",
+        default="127.0.0.1:19092",
+        help="Kafka bootstrap servers. Default 127.0.0.1:19092, the broker "
+        "of 'make kafka-start'.",
+    )
+    parser.add_argument(
+        "--rates",
+        default="100,300,1000",
+        help="Comma-separated device counts to run, each device sending "
+        "1 reading/s. Default 100,300,1000.",
+    )
+    parser.add_argument(
+        "--seconds",
+        type=int,
+        default=150,
+        help="Producing time per rate, in seconds. Default 150.",
+    )
+    parser.add_argument(
+        "--drain_sec",
+        type=int,
+        default=20,
+        help="Seconds to keep reading alerts after producing stops. "
+        "Default 20.",
+    )
+    parser.add_argument(
+        "--out", default="out/bench", help="Results folder. Default out/bench."
+    )
+    parser.add_argument(
+        "--runner",
+        choices=("BundleBasedDirectRunner", "FlinkRunner"),
+        default="FlinkRunner",
+        help="Runner of the pipeline. Default FlinkRunner.",
+    )
+    parser.add_argument(
+        "--flink_master",
+        default="localhost:8081",
+        help="Flink REST address. Default localhost:8081, the cluster of "
+        "'make flink-start'.",
+    )
+    parser.add_argument(
+        "--flink_job_server_jar",
+        default="",
+        help="Beam Flink job server jar, as printed by "
+        "'make flink-job-server'. Default: none.",
+    )
+    parser.add_argument(
+        "--checkpointing_interval_ms",
+        type=int,
+        default=10_000,
+        help="Flink checkpoint interval in milliseconds. Default 10000.",
+    )
+    parser.add_argument("--seed", type=int, default=7, help="Default 7.")
+    parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
+    for internal in ("vitals_topic", "alerts_topic", "group", "registry"):
+        parser.add_argument(f"--{internal}", help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    """Measure latency and lag at each rate; write latency.json."""
+    args = _parse(argv)
+    if args.serve:
+        return _serve(args)
+    out = pathlib.Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    results = {"machine": common.machine(), "runs": []}
+    args.registry = common.train_registry(out / "latency-model", args.seed)
+    for devices in (int(d) for d in args.rates.split(",")):
+        common.progress(f"latency: {devices} devices x 1 reading/s")
+        args.devices = devices
+        results["runs"].append(measure(args))
+        common.write_json(out / "latency.json", results)
+    print(json.dumps(results["runs"], indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

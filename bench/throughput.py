@@ -1,0 +1,277 @@
+"""Readings per second of the whole pipeline, against a floor and Beam's AD.
+
+Input: simulated patients at 1 Hz (`devices.simulator`, default fault
+rates), encoded as single-object Avro payloads and fed with `beam.Create`,
+so that file reading is not part of the number. The model is an Isolation
+Forest trained on simulated history and promoted in a local registry.
+
+Three measurements run side by side, interleaved, on the same readings:
+
+* pipeline: `build_pipeline` on the FnApiRunner (decode, validate, patient
+  state, sliding windows, batched scoring, alert suppression, alerts
+  written as JSON lines), timed from `run()` to the end of
+  `wait_until_finish()`;
+* floor: the same steps without Beam. The parsing and patient-state DoFns
+  are called directly, windows are merged with `transforms.features` and
+  rows scored with the same `ModelBundle` and `explain`;
+* beam_ad: Beam's `AnomalyDetection` with a PyOD Isolation Forest on every
+  reading, run by `bench/beam_anomaly.py` in `.cache/bench-venv`.
+
+Then it sweeps readings per VitalBatch (1, 10, 60, 300) and
+`--max_score_batch`, and writes JSON results and PNG plots.
+
+    .venv/bin/python -m bench.throughput --out out/bench
+"""
+
+import argparse
+import json
+import pathlib
+import subprocess
+import sys
+import tempfile
+
+import apache_beam as beam
+import numpy as np
+from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.runners.portability.fn_api_runner import FnApiRunner
+
+from bench import common, floor
+from models import registry
+from pipelines import summary
+from pipelines.vitals_pipeline import build_pipeline
+from transforms.readings import CHANNELS
+
+_REPO = pathlib.Path(__file__).resolve().parents[1]
+_BENCH_PYTHON = _REPO / ".cache" / "bench-venv" / "bin" / "python"
+_BATCH_SIZES = (1, 10, 60, 300)
+_SCORE_BATCHES = (1, 16, 256, 4096)
+
+
+def _run_measured(payloads, registry_root, max_score_batch, out_dir):
+    """Run the pipeline once; return (seconds, counters, batch sizes)."""
+    options = PipelineOptions(
+        [
+            f"--model_registry={registry_root}",
+            f"--max_score_batch={max_score_batch}",
+            f"--output_dir={out_dir}",
+        ]
+    )
+    pipeline = beam.Pipeline(runner=FnApiRunner(), options=options)
+    source = pipeline | "CreatePayloads" >> beam.Create(payloads)
+    build_pipeline(pipeline, options, payloads=source)
+    holder = {}
+
+    def run():
+        holder["result"] = pipeline.run()
+        holder["result"].wait_until_finish()
+
+    seconds, _ = common.timed(run)
+    result = holder["result"]
+    batches = summary.distributions(result).get("score_batch_size")
+    return seconds, summary.counters(result), _distribution(batches)
+
+
+def _distribution(value) -> dict | None:
+    if value is None:
+        return None
+    return {
+        "count": value.count,
+        "min": value.min,
+        "mean": round(value.mean, 1) if value.count else None,
+        "max": value.max,
+    }
+
+
+def _write_readings(sim, path: pathlib.Path) -> None:
+    columns = sim.columns
+    values = np.column_stack(
+        [np.asarray(columns[name], dtype=np.float64) for name in CHANNELS]
+    )
+    np.savez(path, patients=columns["patient_index"], values=values)
+
+
+def _run_beam_ad(readings_path: pathlib.Path) -> dict:
+    if not _BENCH_PYTHON.exists():
+        raise FileNotFoundError(
+            f"{_BENCH_PYTHON} is missing; create it with "
+            "'make bench-venv' (apache-beam with apache_beam.ml.anomaly "
+            "and pyod)"
+        )
+    completed = subprocess.run(
+        [
+            str(_BENCH_PYTHON),
+            str(_REPO / "bench" / "beam_anomaly.py"),
+            str(readings_path),
+            "--repeats",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(completed.stdout.strip().splitlines()[-1])
+
+
+def compare(args, root, work) -> dict:
+    """Time pipeline, floor and Beam's AD interleaved on the same readings."""
+    sim = common.simulation(args.patients, args.minutes * 60, 60, args.seed)
+    readings = len(sim.columns["sequence"])
+    payloads = list(sim.payloads())
+    readings_path = work / "readings.npz"
+    _write_readings(sim, readings_path)
+    bundle = registry.load_current(root)
+    times = {"pipeline": [], "floor": [], "beam_ad": []}
+    for repeat in range(args.repeats):
+        common.progress(f"compare: repeat {repeat + 1}/{args.repeats}")
+        seconds, _ = common.timed(
+            lambda: floor.run(payloads, bundle, args.max_score_batch)
+        )
+        times["floor"].append(seconds)
+        seconds, counters, batches = _run_measured(
+            payloads, root, args.max_score_batch, work / f"run{repeat}"
+        )
+        times["pipeline"].append(seconds)
+        if not args.skip_beam_ad:
+            ad = _run_beam_ad(readings_path)
+            times["beam_ad"].append(ad["seconds"][0])
+    results = {
+        name: common.summarize_runs(seconds, readings)
+        for name, seconds in times.items()
+        if seconds
+    }
+    results["payloads"] = len(payloads)
+    results["score_batch_size"] = batches
+    results["counters"] = counters
+    return results
+
+
+def sweep_batch_sizes(args, root, work) -> dict:
+    """Pipeline readings/s per VitalBatch size, on a smaller fleet."""
+    results = {}
+    for batch_size in _BATCH_SIZES:
+        sim = common.simulation(
+            args.sweep_patients, args.minutes * 60, batch_size, args.seed
+        )
+        payloads = list(sim.payloads())
+        seconds = []
+        for repeat in range(args.sweep_repeats):
+            common.progress(
+                f"batch size {batch_size}: repeat {repeat + 1}/"
+                f"{args.sweep_repeats}"
+            )
+            elapsed, _, _ = _run_measured(
+                payloads, root, args.max_score_batch, work / "sweep"
+            )
+            seconds.append(elapsed)
+        results[str(batch_size)] = common.summarize_runs(
+            seconds, len(sim.columns["sequence"])
+        )
+    return results
+
+
+def sweep_score_batches(args, root, work) -> dict:
+    """Pipeline readings/s and received batch sizes per --max_score_batch."""
+    sim = common.simulation(
+        args.sweep_patients, args.minutes * 60, 60, args.seed
+    )
+    payloads = list(sim.payloads())
+    results = {}
+    for max_batch in _SCORE_BATCHES:
+        seconds = []
+        for repeat in range(args.sweep_repeats):
+            common.progress(
+                f"max_score_batch {max_batch}: repeat "
+                f"{repeat + 1}/{args.sweep_repeats}"
+            )
+            elapsed, _, batches = _run_measured(
+                payloads, root, max_batch, work / "sweep"
+            )
+            seconds.append(elapsed)
+        results[str(max_batch)] = {
+            **common.summarize_runs(seconds, len(sim.columns["sequence"])),
+            "score_batch_size": batches,
+        }
+    return results
+
+
+def _parse(argv):
+    parser = argparse.ArgumentParser(prog="python -m bench.throughput")
+    parser.add_argument(
+        "--out", default="out/bench", help="Results folder. Default out/bench."
+    )
+    parser.add_argument(
+        "--patients",
+        type=int,
+        default=100,
+        help="Simulated patients of the comparison. Default 100.",
+    )
+    parser.add_argument(
+        "--sweep_patients",
+        type=int,
+        default=20,
+        help="Simulated patients of the sweeps, fewer because one reading "
+        "per payload is slow. Default 20.",
+    )
+    parser.add_argument(
+        "--minutes",
+        type=int,
+        default=10,
+        help="Simulated minutes per patient at 1 Hz. Default 10.",
+    )
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=3,
+        help="Timed runs of the comparison. Default 3.",
+    )
+    parser.add_argument(
+        "--sweep_repeats",
+        type=int,
+        default=2,
+        help="Timed runs of each sweep setting. Default 2.",
+    )
+    parser.add_argument(
+        "--max_score_batch",
+        type=int,
+        default=4096,
+        help="--max_score_batch of the comparison, in rows. Default 4096.",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=7, help="Simulator seed. Default 7."
+    )
+    parser.add_argument(
+        "--skip_beam_ad",
+        action="store_true",
+        help="Leave out Beam's AnomalyDetection. Default: run it.",
+    )
+    parser.add_argument(
+        "--skip_sweeps",
+        action="store_true",
+        help="Leave out the batch-size sweeps. Default: run them.",
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    """Run the comparison and the sweeps; write results and plots."""
+    args = _parse(argv)
+    out = pathlib.Path(args.out)
+    results = {"machine": common.machine(), "args": vars(args)}
+    with tempfile.TemporaryDirectory(prefix="vitalwatch-bench-") as folder:
+        work = pathlib.Path(folder)
+        common.progress("training and promoting the model")
+        root = common.train_registry(work, args.seed)
+        results["compare"] = compare(args, root, work)
+        common.write_json(out / "throughput.json", results)
+        if not args.skip_sweeps:
+            results["batch_sizes"] = sweep_batch_sizes(args, root, work)
+            common.write_json(out / "throughput.json", results)
+            results["score_batches"] = sweep_score_batches(args, root, work)
+    common.write_json(out / "throughput.json", results)
+    common.progress(f"wrote {out / 'throughput.json'}")
+    print(json.dumps(results["compare"], indent=2, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
