@@ -8,6 +8,7 @@ import logging
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
+from apache_beam.metrics import Metrics
 from apache_beam.transforms import trigger, window
 
 from models import registry
@@ -15,6 +16,7 @@ from pipelines.options import VitalsOptions
 from schemas import encode_batch, encode_reading
 
 _LOGGER = logging.getLogger(__name__)
+_NAMESPACE = "vitalwatch"
 
 
 def _encode(record: dict) -> bytes:
@@ -91,12 +93,60 @@ def load_model_or_none(root: str):
         return None
 
 
+class _LoadPromotedModelDoFn(beam.DoFn):
+    """Load the promoted model each time its version changes.
+
+    Emits None on the first poll when no model can be used yet, so that
+    the scoring step does not wait for one. After that it emits only a
+    newly promoted version that loads and passes the checks of
+    `registry.load`. A version that fails is counted in `models_rejected`
+    and logged once, and nothing is emitted, so the side input keeps the
+    previous model.
+    """
+
+    def __init__(self, root: str):
+        self._root = root
+        self._loaded = Metrics.counter(_NAMESPACE, "models_loaded")
+        self._rejected = Metrics.counter(_NAMESPACE, "models_rejected")
+        self._poll_failures = Metrics.counter(_NAMESPACE, "model_poll_failures")
+
+    def setup(self):
+        self._seen_version = None
+        self._emitted = False
+
+    def process(self, unused_element):
+        model = self._poll() if self._root else None
+        if model is not None or not self._emitted:
+            self._emitted = True
+            yield model
+
+    def _poll(self):
+        try:
+            version = registry.current_version(self._root)
+        except (OSError, ValueError) as error:
+            self._poll_failures.inc()
+            _LOGGER.error("Cannot read the promoted model version: %s", error)
+            return None
+        if version is None or version == self._seen_version:
+            return None
+        self._seen_version = version
+        try:
+            model = registry.load(self._root, version)
+        except registry.ModelLoadError as error:
+            self._rejected.inc()
+            _LOGGER.error("Rejected the promoted model: %s", error)
+            return None
+        self._loaded.inc()
+        _LOGGER.info("Loaded model version %d from %s", version, self._root)
+        return model
+
+
 class ReadModel(beam.PTransform):
     """The promoted model as a one-element PCollection, for a side input.
 
-    Bounded pipelines read the registry once. Streaming pipelines re-read
-    it every `--model_refresh_sec` and the latest value replaces the side
-    input.
+    Bounded pipelines read the registry once. Streaming pipelines poll it
+    every `--model_refresh_sec` and emit a model only when a newly promoted
+    version loads; the latest emitted model replaces the side input.
     """
 
     def __init__(self, options: VitalsOptions):
@@ -112,7 +162,7 @@ class ReadModel(beam.PTransform):
             return (
                 begin
                 | "RegistryRoot" >> beam.Create([root])
-                | "LoadModel" >> beam.Map(load_model_or_none)
+                | "LoadModel" >> beam.ParDo(_LoadPromotedModelDoFn(root))
             )
         from apache_beam.transforms.periodicsequence import PeriodicImpulse
 
@@ -123,7 +173,7 @@ class ReadModel(beam.PTransform):
                 fire_interval=self._options.model_refresh_sec,
                 apply_windowing=False,
             )
-            | "LoadModel" >> beam.Map(lambda _: load_model_or_none(root))
+            | "LoadModel" >> beam.ParDo(_LoadPromotedModelDoFn(root))
             | "LatestModel"
             >> beam.WindowInto(
                 window.GlobalWindows(),
