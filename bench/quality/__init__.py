@@ -1,0 +1,1 @@
+"""Helpers of the detection-quality evaluation, ``bench.evaluate``."""
