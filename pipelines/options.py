@@ -1,7 +1,7 @@
 """Command-line options of the vitals pipeline.
 
-Each flag's help gives what it sets, its unit and its default; `python -m runners
-run --help` lists them next to Beam's own options.
+Each flag's help gives what it sets, its unit and its default.
+`python -m runners run --help` lists them next to Beam's own options.
 """
 
 from apache_beam.options.pipeline_options import PipelineOptions
@@ -163,6 +163,23 @@ class VitalsOptions(PipelineOptions):
             help="Largest number of feature rows scored in one model call. "
             f"Default {_MAX_SCORE_BATCH}.",
         )
+
+    def kafka_client_config(self) -> dict[str, str]:
+        """Return the `--kafka_config` settings as librdkafka properties.
+
+        Raises:
+            ValueError: If an entry is not KEY=VALUE. The message names the
+                key only, because values can be secrets.
+        """
+        config = {}
+        for item in self.kafka_config:
+            key, separator, value = item.partition("=")
+            if not separator or not key.strip():
+                raise ValueError(
+                    f"--kafka_config {key.strip()!r} is not KEY=VALUE"
+                )
+            config[key.strip()] = value.strip()
+        return config
 
     def validate_vitals(self) -> list[str]:
         """Return a list of problems with the option values."""

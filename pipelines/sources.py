@@ -9,7 +9,6 @@ import logging
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
-from apache_beam.transforms import trigger, window
 
 from models import registry
 from pipelines.options import VitalsOptions
@@ -144,9 +143,10 @@ class _LoadPromotedModelDoFn(beam.DoFn):
 class ReadModel(beam.PTransform):
     """The promoted model as a one-element PCollection, for a side input.
 
-    Bounded pipelines read the registry once. Streaming pipelines poll it
-    every `--model_refresh_sec` and emit a model only when a newly promoted
-    version loads; the latest emitted model replaces the side input.
+    Bounded pipelines read the registry once, for a side input. Streaming
+    pipelines poll it every `--model_refresh_sec` and emit a model only
+    when a newly promoted version loads; the scoring shards keep the
+    newest one in keyed state.
     """
 
     def __init__(self, options: VitalsOptions):
@@ -174,10 +174,4 @@ class ReadModel(beam.PTransform):
                 apply_windowing=False,
             )
             | "LoadModel" >> beam.ParDo(_LoadPromotedModelDoFn(root))
-            | "LatestModel"
-            >> beam.WindowInto(
-                window.GlobalWindows(),
-                trigger=trigger.Repeatedly(trigger.AfterCount(1)),
-                accumulation_mode=trigger.AccumulationMode.DISCARDING,
-            )
         )

@@ -14,9 +14,12 @@ Launch through the runner CLI, the same graph on every runner::
     # Local, bounded input:
     python -m runners run --runner DirectRunner \\
         --source avro:out/replay/*.avro --output_dir out/run
-    # Local Flink session cluster, streaming from Kafka:
+    # Local Flink session cluster, streaming from Kafka to Kafka:
     python -m runners run --runner FlinkRunner --flink_master localhost:8081 \\
-        --streaming --source kafka:vitals --kafka_bootstrap 127.0.0.1:19092
+        --flink_job_server_jar "$(scripts/flink_job_server.sh)" \\
+        --environment_type LOOPBACK --checkpointing_interval 10000 \\
+        --streaming --source kafka:vitals --kafka_bootstrap 127.0.0.1:19092 \\
+        --alerts_topic alerts --dead_letter_topic dead-letters
     # Dataflow:
     python -m runners run --runner DataflowRunner --project P --region R \\
         --temp_location gs://B/tmp --setup_file ./setup.py \\
@@ -33,8 +36,10 @@ from apache_beam.options.pipeline_options import (
 
 from pipelines.options import VitalsOptions
 from pipelines.sources import ReadModel, ReadPayloads
-from schemas import ALERT, DEAD_LETTER
+from schemas import ALERT, DEAD_LETTER, encode_record
 from transforms.alerts import RaiseAlerts
+from transforms.kafka_io import WriteAlertsToKafka, WriteToKafkaTopic
+from transforms.keyed_scoring import ScoreWindowsWithModelStream
 from transforms.parse import ParseVitals
 from transforms.patient_state import TrackingConfig, TrackPatients
 from transforms.scoring import ScoreWindows
@@ -56,11 +61,43 @@ def tracking_config(options: VitalsOptions, streaming: bool) -> TrackingConfig:
     )
 
 
+def _score_rows(vitals, streaming, rows, pipeline, model, model_updates):
+    """Score feature rows with the promoted model, if there is one.
+
+    Bounded runs read the model once and pass it as a side input. Streaming
+    runs receive promoted models as a stream kept in keyed state
+    (`transforms/keyed_scoring.py` says why a side input does not work
+    there on Beam 2.62.0). A caller may pass either instead of
+    `--model_registry`. Without any, rows are not scored.
+
+    Returns:
+        The model's events, or None when rows are not scored.
+    """
+    max_batch = vitals.max_score_batch
+    if model is not None:
+        return rows | "ScoreWindows" >> ScoreWindows(
+            model, max_batch_size=max_batch
+        )
+    if not vitals.model_registry and model_updates is None:
+        return None
+    if streaming:
+        if model_updates is None:
+            model_updates = pipeline | "ReadModel" >> ReadModel(vitals)
+        return rows | "ScoreWindows" >> ScoreWindowsWithModelStream(
+            model_updates, max_batch_size=max_batch
+        )
+    model = beam.pvalue.AsSingleton(pipeline | "ReadModel" >> ReadModel(vitals))
+    return rows | "ScoreWindows" >> ScoreWindows(
+        model, max_batch_size=max_batch
+    )
+
+
 def build_pipeline(
     pipeline: beam.Pipeline,
     options: PipelineOptions,
     payloads: beam.PCollection | None = None,
     model=None,
+    model_updates: beam.PCollection | None = None,
 ) -> dict:
     """Add the vitals graph to `pipeline`.
 
@@ -71,10 +108,12 @@ def build_pipeline(
             TestStream or Create here.
         model: Singleton side input of the ModelBundle to use instead of
             `--model_registry`; tests pass one here.
+        model_updates: In streaming runs, a PCollection of promoted
+            ModelBundles to use instead of polling `--model_registry`.
 
     Returns:
-        The named PCollections: blocks, features, events, alerts and
-        dead_letters.
+        The named PCollections: blocks, summaries (patient id, Summary)
+        after de-duplication, features, events, alerts and dead_letters.
     """
     vitals = options.view_as(VitalsOptions)
     streaming = options.view_as(StandardOptions).streaming
@@ -89,10 +128,6 @@ def build_pipeline(
     )
     if payloads is None:
         payloads = pipeline | "ReadPayloads" >> ReadPayloads(vitals)
-    if model is None:
-        model = beam.pvalue.AsSingleton(
-            pipeline | "ReadModel" >> ReadModel(vitals)
-        )
 
     parsed = payloads | "ParseVitals" >> ParseVitals(
         max_future_skew_ms=vitals.max_future_skew_sec * 1000
@@ -107,14 +142,14 @@ def build_pipeline(
         streaming,
     )
 
-    model_events = rows | "ScoreWindows" >> ScoreWindows(
-        model, max_batch_size=vitals.max_score_batch
+    event_sources = [tracked.events]
+    model_events = _score_rows(
+        vitals, streaming, rows, pipeline, model, model_updates
     )
+    if model_events is not None:
+        event_sources.append(model_events)
 
-    events = (
-        tracked.events,
-        model_events,
-    ) | "FlattenEvents" >> beam.Flatten()
+    events = tuple(event_sources) | "FlattenEvents" >> beam.Flatten()
 
     alerts = events | "RaiseAlerts" >> RaiseAlerts(
         vitals.suppression_sec * 1000
@@ -133,10 +168,43 @@ def build_pipeline(
         dead_letters | "WriteDeadLetters" >> WriteRecords(
             f"{prefix}/dead_letters", DEAD_LETTER, vitals.output_format
         )
+    _publish_to_kafka(vitals, alerts, dead_letters)
     return {
         "blocks": parsed.blocks,
+        "summaries": tracked.summaries,
         "features": rows,
         "events": events,
         "alerts": alerts,
         "dead_letters": dead_letters,
     }
+
+
+def _dead_letter_message(letter: dict) -> tuple[str, bytes]:
+    # The source position (topic/partition@offset for Kafka) is the key,
+    # because a payload that failed to decode has no patient id.
+    return letter["source"], encode_record(DEAD_LETTER, letter)
+
+
+def _publish_to_kafka(vitals: VitalsOptions, alerts, dead_letters) -> None:
+    """Write alerts and dead letters to the Kafka topics that are set.
+
+    Both are Avro single-object encoded with the current Alert and
+    DeadLetter schemas. Alerts are keyed by patient id. Delivery is
+    at-least-once, so consumers drop repeats by `alert_id`.
+    """
+    if not (vitals.alerts_topic or vitals.dead_letter_topic):
+        return
+    config = vitals.kafka_client_config()
+    if vitals.alerts_topic:
+        alerts | "PublishAlerts" >> WriteAlertsToKafka(
+            vitals.alerts_topic, vitals.kafka_bootstrap, config
+        )
+    if vitals.dead_letter_topic:
+        (
+            dead_letters
+            | "KeyDeadLetters" >> beam.Map(_dead_letter_message)
+            | "PublishDeadLetters"
+            >> WriteToKafkaTopic(
+                vitals.dead_letter_topic, vitals.kafka_bootstrap, config
+            )
+        )

@@ -46,6 +46,62 @@ _OPTION_GROUPS = (
 )
 
 
+# Options of the Java FlinkPipelineOptions (beam-runners-flink 2.62.0) that
+# the Python SDK may not declare. Python passes unknown options through to
+# the job server, so these only need to appear in --help. A flag that a
+# Python options class already declares keeps the Python help.
+_FLINK_JAVA_OPTIONS = (
+    (
+        "--checkpointing_interval",
+        "MSEC",
+        "Interval between Flink checkpoints, in milliseconds. Streaming "
+        "jobs need it for recovery. Default -1 (no checkpoints).",
+    ),
+    (
+        "--savepoint_path",
+        "PATH",
+        "Savepoint or retained checkpoint to restore the job's state from, "
+        "for example file:/path/savepoint-abc. Default: none.",
+    ),
+    (
+        "--checkpoint_timeout_millis",
+        "MSEC",
+        "Time after which a checkpoint is aborted, in milliseconds. "
+        "Default: Flink's, 10 minutes.",
+    ),
+    (
+        "--min_pause_between_checkpoints",
+        "MSEC",
+        "Minimum pause between the end of one checkpoint and the start of "
+        "the next, in milliseconds. Default -1 (none).",
+    ),
+    (
+        "--max_bundle_size",
+        "N",
+        "Largest number of elements in a bundle; Beam metrics reach Flink "
+        "when a bundle finishes. Default 1000 in streaming.",
+    ),
+    (
+        "--max_bundle_time_mills",
+        "MSEC",
+        "Longest time a bundle stays open, in milliseconds. Default 1000 "
+        "in streaming.",
+    ),
+    (
+        "--allow_non_restored_state",
+        "BOOL",
+        "Start from a savepoint even if some of its state belongs to no "
+        "operator of the new job. Default false.",
+    ),
+    (
+        "--execution_retry_delay",
+        "MSEC",
+        "Delay before a failed job restarts, in milliseconds. Default: the "
+        "cluster's restart strategy.",
+    ),
+)
+
+
 def _help_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m runners run",
@@ -55,6 +111,12 @@ def _help_parser() -> argparse.ArgumentParser:
     for options_class in _OPTION_GROUPS:
         group = parser.add_argument_group(options_class.__name__)
         options_class._add_argparse_args(group)
+    group = parser.add_argument_group(
+        "FlinkRunner options read by the Java job server"
+    )
+    for flag, metavar, text in _FLINK_JAVA_OPTIONS:
+        if flag not in parser._option_string_actions:
+            group.add_argument(flag, metavar=metavar, help=text)
     return parser
 
 
