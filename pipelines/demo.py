@@ -86,11 +86,16 @@ def _replay(data_dir, out: pathlib.Path) -> None:
 
 
 def _simulate(args, out: pathlib.Path) -> pathlib.Path:
+    # The simulation ends at the current minute, so that its readings
+    # stamped a day ahead are in the future and rejected as they would be
+    # live; with a start in the past they would pass the check.
+    now_ms = int(time.time() // 60 * 60_000)
     config = simulator.SimulationConfig(
         n_patients=args.patients,
         duration_s=args.minutes * 60,
         seed=args.seed,
         batch_size=60,
+        start_epoch_ms=now_ms - args.minutes * 60_000,
     )
     paths = simulator.write_simulation(
         simulator.simulate(config), out / "simulation"

@@ -26,6 +26,7 @@ Launch through the runner CLI, the same graph on every runner::
         --source pubsub:projects/P/subscriptions/vitals --streaming
 """
 
+import json
 import logging
 
 import apache_beam as beam
@@ -38,6 +39,7 @@ from pipelines.options import VitalsOptions
 from pipelines.sources import ReadModel, ReadPayloads
 from schemas import ALERT, DEAD_LETTER, encode_record
 from transforms.alerts import RaiseAlerts
+from transforms.drift import MonitorDrift
 from transforms.kafka_io import WriteAlertsToKafka, WriteToKafkaTopic
 from transforms.keyed_scoring import ScoreWindowsWithModelStream
 from transforms.parse import ParseVitals
@@ -64,32 +66,39 @@ def tracking_config(options: VitalsOptions, streaming: bool) -> TrackingConfig:
 def _score_rows(vitals, streaming, rows, pipeline, model, model_updates):
     """Score feature rows with the promoted model, if there is one.
 
-    Bounded runs read the model once and pass it as a side input. Streaming
-    runs receive promoted models as a stream kept in keyed state
+    Bounded runs read the model once and pass it as a side input, and also
+    measure feature drift against the model's training statistics.
+    Streaming runs receive promoted models as a stream kept in keyed state
     (`transforms/keyed_scoring.py` says why a side input does not work
     there on Beam 2.62.0). A caller may pass either instead of
     `--model_registry`. Without any, rows are not scored.
 
     Returns:
-        The model's events, or None when rows are not scored.
+        (model events, drift events), each None when not computed.
     """
     max_batch = vitals.max_score_batch
-    if model is not None:
-        return rows | "ScoreWindows" >> ScoreWindows(
-            model, max_batch_size=max_batch
-        )
-    if not vitals.model_registry and model_updates is None:
-        return None
-    if streaming:
+    if model is None and not vitals.model_registry and model_updates is None:
+        return None, None
+    if streaming and model is None:
+        # TODO: drift needs the model's statistics, which live in keyed
+        # state here, so streaming runs do not measure drift yet.
         if model_updates is None:
             model_updates = pipeline | "ReadModel" >> ReadModel(vitals)
-        return rows | "ScoreWindows" >> ScoreWindowsWithModelStream(
+        events = rows | "ScoreWindows" >> ScoreWindowsWithModelStream(
             model_updates, max_batch_size=max_batch
         )
-    model = beam.pvalue.AsSingleton(pipeline | "ReadModel" >> ReadModel(vitals))
-    return rows | "ScoreWindows" >> ScoreWindows(
+        return events, None
+    if model is None:
+        model = beam.pvalue.AsSingleton(
+            pipeline | "ReadModel" >> ReadModel(vitals)
+        )
+    events = rows | "ScoreWindows" >> ScoreWindows(
         model, max_batch_size=max_batch
     )
+    drift_events = None
+    if not streaming:
+        drift_events = rows | "MonitorDrift" >> MonitorDrift(model)
+    return events, drift_events
 
 
 def build_pipeline(
@@ -143,7 +152,7 @@ def build_pipeline(
     )
 
     event_sources = [tracked.events]
-    model_events = _score_rows(
+    model_events, drift_events = _score_rows(
         vitals, streaming, rows, pipeline, model, model_updates
     )
     if model_events is not None:
@@ -168,6 +177,18 @@ def build_pipeline(
         dead_letters | "WriteDeadLetters" >> WriteRecords(
             f"{prefix}/dead_letters", DEAD_LETTER, vitals.output_format
         )
+        if drift_events is not None:
+            (
+                drift_events
+                | "DriftToJson" >> beam.Map(json.dumps, default=float)
+                | "WriteDriftEvents"
+                >> beam.io.WriteToText(
+                    f"{prefix}/drift_events",
+                    file_name_suffix=".jsonl",
+                    num_shards=1,
+                    shard_name_template="",
+                )
+            )
     _publish_to_kafka(vitals, alerts, dead_letters)
     return {
         "blocks": parsed.blocks,
@@ -176,6 +197,7 @@ def build_pipeline(
         "events": events,
         "alerts": alerts,
         "dead_letters": dead_letters,
+        "drift_events": drift_events,
     }
 
 

@@ -87,6 +87,25 @@ CONDITIONS = (
         8_000,
         "heart rate {value:.0f} bpm, above 140 bpm for {duration:.0f} s",
     ),
+    # The PPG pulse rate catches what a noisy ECG hides: on CinC record
+    # b560s the ECG detector counts T waves (about 70 bpm) while the pulse
+    # shows the true extreme bradycardia (33-34 bpm).
+    Condition(
+        "bradycardia",
+        "SEVERE",
+        "pulse_rate_bpm",
+        lambda b, _: _channel(b, "pulse_rate_bpm") < 40,
+        5_000,
+        "pulse rate {value:.0f} bpm, below 40 bpm for {duration:.0f} s",
+    ),
+    Condition(
+        "tachycardia",
+        "SEVERE",
+        "pulse_rate_bpm",
+        lambda b, _: _channel(b, "pulse_rate_bpm") > 140,
+        8_000,
+        "pulse rate {value:.0f} bpm, above 140 bpm for {duration:.0f} s",
+    ),
     Condition(
         "desaturation",
         "SEVERE",
@@ -166,7 +185,9 @@ def check(
         with np.errstate(invalid="ignore"):
             active = np.asarray(condition.test(sub, baseline), dtype=bool)
         event = _advance_run(sub, active, condition, number, runs, baseline)
-        if event is not None:
+        # ECG and PPG may both show the same episode: report it once.
+        seen = {(e["kind"], e["tier"]) for e in events}
+        if event is not None and (event["kind"], event["tier"]) not in seen:
             events.append(event)
     return events
 
