@@ -98,7 +98,7 @@ def _reason(bundle, row, z, i) -> dict:
 
 
 def explain(bundle, row: np.ndarray, score: float, meta: dict) -> dict | None:
-    """Turn one anomalous row into an event, or None if nothing stands out.
+    """Turn an anomalous row into an event; None if no feature deviates.
 
     Args:
         bundle: The model that scored the row.

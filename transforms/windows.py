@@ -2,10 +2,10 @@
 
 The input is (patient_id, Summary) stamped with event time. Windows merge
 the summaries with a CombineFn, so a window costs a few array additions
-however many readings it spans. Windows whose readings span less than half the window are not turned into
-rows. The output leaves the sliding windows for
-the global window, so that the scoring step can batch rows of many
-patients and windows together.
+however many readings it spans. Windows whose readings span less than
+half the window are not turned into rows. The output leaves the sliding
+windows for the global window, so that the scoring step can batch rows of
+many patients and windows together.
 """
 
 import apache_beam as beam
