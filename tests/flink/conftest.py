@@ -14,6 +14,10 @@ import pytest
 
 from tests.flink.flink_rest import FlinkRestClient
 
+# The vitals tests also need the broker. Importing the fixtures registers
+# them here too, and the broker fixture stops only a broker it started.
+from tests.kafka.conftest import kafka_broker, new_topic  # noqa: F401
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SCRIPTS_DIR = REPO_ROOT / "scripts"
 FLINK_LOG_DIR = REPO_ROOT / ".cache" / "flink" / "log"
