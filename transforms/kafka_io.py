@@ -165,7 +165,9 @@ class _ListPartitionsDoFn(beam.DoFn):
             TopicPartition(topic, partition)
             for partition in sorted(topic_metadata.partitions)
         ]
-        committed = self._consumer.committed(partitions, _REQUEST_TIMEOUT_SEC)
+        committed = _retry_retriable(
+            lambda: self._consumer.committed(partitions, _REQUEST_TIMEOUT_SEC)
+        )
         for position in committed:
             low, high = self._consumer.get_watermark_offsets(
                 position, _REQUEST_TIMEOUT_SEC
@@ -759,3 +761,40 @@ __all__ = [
     "WriteAlertsToKafka",
     "WriteToKafkaTopic",
 ]
+
+
+# A broker that has just started answers NOT_COORDINATOR or
+# COORDINATOR_LOAD_IN_PROGRESS for a few seconds while it loads the
+# consumer-offsets topic.
+_COORDINATOR_STARTING = frozenset(
+    (
+        KafkaError.NOT_COORDINATOR,
+        KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+        KafkaError.COORDINATOR_NOT_AVAILABLE,
+    )
+)
+_RETRIES = 10
+_RETRY_DELAY_SEC = 1.0
+
+
+def _retry_retriable(call):
+    """Call `call`, retrying Kafka errors that librdkafka marks retriable."""
+    for attempt in range(_RETRIES):
+        try:
+            return call()
+        except KafkaException as error:
+            kafka_error = error.args[0] if error.args else None
+            retriable = isinstance(kafka_error, KafkaError) and (
+                kafka_error.retriable()
+                or kafka_error.code() in _COORDINATOR_STARTING
+            )
+            if not retriable or attempt == _RETRIES - 1:
+                raise
+            _LOGGER.warning(
+                "Kafka request failed with a retriable error, retrying in "
+                "%.0f s: %s",
+                _RETRY_DELAY_SEC,
+                kafka_error,
+            )
+            time.sleep(_RETRY_DELAY_SEC)
+    raise AssertionError("unreachable")
