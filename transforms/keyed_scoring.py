@@ -19,10 +19,8 @@ the current one, so versions apply in promotion order.
 """
 
 import logging
-import time
 
 import apache_beam as beam
-import numpy as np
 from apache_beam.coders import PickleCoder
 from apache_beam.metrics import Metrics
 from apache_beam.transforms.timeutil import TimeDomain
@@ -32,10 +30,9 @@ from apache_beam.transforms.userstate import (
     TimerSpec,
     on_timer,
 )
-from apache_beam.utils.timestamp import Timestamp
 
 from models.bundle import servability_problems
-from transforms.scoring import _shard, explain
+from transforms.scoring import _shard, score_batch
 
 _LOGGER = logging.getLogger(__name__)
 _NAMESPACE = "vitalwatch"
@@ -121,18 +118,9 @@ class _ScoreWithKeyedModelDoFn(beam.DoFn):
         if bundle is None:
             self._unscored.inc(len(batch))
             return
-        rows = np.vstack([row["features"] for row in batch])
-        started = time.perf_counter()
-        scores = bundle.anomaly_scores(rows)
-        self._latency.update(int((time.perf_counter() - started) * 1e6))
-        self._scored.inc(len(batch))
-        for i in np.flatnonzero(scores >= bundle.threshold):
-            self._anomalous.inc()
-            event = explain(bundle, rows[i], scores[i], batch[i])
-            if event is not None:
-                yield beam.window.TimestampedValue(
-                    event, Timestamp(micros=event["event_time"] * 1000)
-                )
+        yield from score_batch(
+            bundle, batch, self._latency, self._scored, self._anomalous
+        )
 
 
 class ScoreWindowsWithModelStream(beam.PTransform):

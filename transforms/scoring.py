@@ -22,10 +22,12 @@ import threading
 import time
 import uuid
 import zlib
+from collections.abc import Iterator
 
 import apache_beam as beam
 import numpy as np
 from apache_beam.metrics import Metrics
+from apache_beam.utils.timestamp import Timestamp
 
 from models.bundle import servability_problems
 from transforms import features
@@ -174,6 +176,32 @@ def _version_or_minus_one(model) -> int:
     return version if isinstance(version, int) else -1
 
 
+def score_batch(
+    bundle, batch: list[dict], latency, scored, anomalous
+) -> Iterator:
+    """Score a batch of feature rows in one model call; yield its events.
+
+    Args:
+        bundle: The ModelBundle to score with.
+        batch: Feature rows as ComputeTrendFeatures emits them.
+        latency: Distribution of the model call's time, in microseconds.
+        scored: Counter of rows scored.
+        anomalous: Counter of rows at or above the model's threshold.
+    """
+    rows = np.vstack([row["features"] for row in batch])
+    started = time.perf_counter()
+    scores = bundle.anomaly_scores(rows)
+    latency.update(int((time.perf_counter() - started) * 1e6))
+    scored.inc(len(batch))
+    for i in np.flatnonzero(scores >= bundle.threshold):
+        anomalous.inc()
+        event = explain(bundle, rows[i], scores[i], batch[i])
+        if event is not None:
+            yield beam.window.TimestampedValue(
+                event, Timestamp(micros=event["event_time"] * 1000)
+            )
+
+
 class _ScoreBatchDoFn(beam.DoFn):
     def __init__(self):
         self._token = uuid.uuid4().hex
@@ -194,18 +222,9 @@ class _ScoreBatchDoFn(beam.DoFn):
         if bundle is None:
             self._unscored.inc(len(batch))
             return
-        rows = np.vstack([row["features"] for row in batch])
-        started = time.perf_counter()
-        scores = bundle.anomaly_scores(rows)
-        self._latency.update(int((time.perf_counter() - started) * 1e6))
-        self._scored.inc(len(batch))
-        for i in np.flatnonzero(scores >= bundle.threshold):
-            self._anomalous.inc()
-            event = explain(bundle, rows[i], scores[i], batch[i])
-            if event is not None:
-                yield beam.window.TimestampedValue(
-                    event, event["event_time"] / 1000
-                )
+        yield from score_batch(
+            bundle, batch, self._latency, self._scored, self._anomalous
+        )
 
     def _adopt(self, offered: list):
         """Return the model to score with after seeing `offered` models."""
