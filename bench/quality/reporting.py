@@ -52,9 +52,6 @@ def _cinc_lines(cinc: dict, beam: dict) -> list[str]:
     lines.append(
         _cinc_row("bedside monitor", "all", "-", cinc["bedside_monitor"])
     )
-    lines.append(
-        _cinc_row("demo rule", "ECG+PPG", "280-330", cinc["demo_rule"])
-    )
     if beam["ran"]:
         lines.append(
             _cinc_row("Beam ZScore", "ECG+PPG", "240-300", beam["cinc2015"])

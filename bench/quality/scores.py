@@ -5,7 +5,6 @@ import pathlib
 from bench import nab
 from bench.quality import datasets, metrics, nab_eval, runs
 from devices import labels
-from pipelines import report
 
 _START_MS = runs.edge_replay.DEFAULT_START_EPOCH_MS
 # The primary CinC span starts a minute before the alarm, see
@@ -77,13 +76,6 @@ def score_cinc(data_dir, alerts, event_alerts, replays, sounding) -> dict:
             result[span_name][variant] = _cinc_variant(
                 episodes, events, sent, replays, tag, span, sounding[span_name]
             )
-    # The demo's own rule: any MINOR or SEVERE alert in 280-330 s.
-    base_alerts = [
-        a
-        for a in alerts
-        if a["patient_id"].startswith(f"rec-{labels.CINC2015}-")
-    ]
-    result["demo_rule"] = report.cinc_score(base_alerts, episodes)
     # The bedside monitor raised every one of these alarms.
     result["bedside_monitor"] = metrics.cinc_summary(
         [(e.kind, e.present, True) for e in episodes]
