@@ -21,29 +21,18 @@ twice publishes everything twice; the pipeline de-duplicates by
 """
 
 import argparse
-import datetime
 import sys
 import time
 from collections.abc import Iterable, Iterator
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 
-from schemas import encode_batch, encode_reading, read_container
+from schemas import encode_vitals, read_container
 
-_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
 # Seconds between two progress lines.
 _PROGRESS_INTERVAL_SEC = 1.0
 # How long the final flush waits for the broker to acknowledge everything.
 _FLUSH_TIMEOUT_SEC = 60.0
-
-
-def _epoch_ms(value: datetime.datetime | int) -> int:
-    """Convert a fastavro timestamp-millis value to epoch milliseconds."""
-    if isinstance(value, int):
-        return value
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=datetime.UTC)
-    return (value - _EPOCH) // datetime.timedelta(milliseconds=1)
 
 
 def encode_message(record: dict) -> tuple[str, bytes, int]:
@@ -52,22 +41,8 @@ def encode_message(record: dict) -> tuple[str, bytes, int]:
     Raises:
         ValueError: If the record is neither a VitalReading nor a VitalBatch.
     """
-    if "first_sequence" in record:
-        return (
-            record["patient_id"],
-            encode_batch(record),
-            _epoch_ms(record["start_time"]),
-        )
-    if "sequence" in record:
-        return (
-            record["patient_id"],
-            encode_reading(record),
-            _epoch_ms(record["event_time"]),
-        )
-    raise ValueError(
-        "record is neither a VitalReading nor a VitalBatch: it has no "
-        "sequence or first_sequence field"
-    )
+    payload, event_time_ms = encode_vitals(record)
+    return record["patient_id"], payload, event_time_ms
 
 
 def _records(paths: Iterable[str]) -> Iterator[dict]:

@@ -30,7 +30,6 @@ pipeline de-duplicates by ``(device_id, sequence)``.
 
 import argparse
 import concurrent.futures
-import datetime
 import os
 import sys
 import threading
@@ -40,12 +39,11 @@ from collections.abc import Iterable, Iterator
 from google.api_core import exceptions as api_exceptions
 from google.cloud import pubsub_v1
 
-from schemas import encode_batch, encode_reading, read_container
+from schemas import encode_vitals, read_container
 
 EMULATOR_HOST_ENV = "PUBSUB_EMULATOR_HOST"
 EVENT_TIME_ATTRIBUTE = "event_time_ms"
 
-_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
 # Seconds between two progress lines.
 _PROGRESS_INTERVAL_SEC = 1.0
 # How long the end of the run waits for the service to confirm every message.
@@ -56,29 +54,13 @@ _MAX_IN_FLIGHT_MESSAGES = 1000
 _ADMIN_TIMEOUT_SEC = 30.0
 
 
-def _epoch_ms(value: datetime.datetime | int) -> int:
-    """Convert a fastavro timestamp-millis value to epoch milliseconds."""
-    if isinstance(value, int):
-        return value
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=datetime.UTC)
-    return (value - _EPOCH) // datetime.timedelta(milliseconds=1)
-
-
 def encode_message(record: dict) -> tuple[bytes, int]:
     """Return (single-object payload, event time in ms) of one record.
 
     Raises:
         ValueError: If the record is neither a VitalReading nor a VitalBatch.
     """
-    if "first_sequence" in record:
-        return encode_batch(record), _epoch_ms(record["start_time"])
-    if "sequence" in record:
-        return encode_reading(record), _epoch_ms(record["event_time"])
-    raise ValueError(
-        "record is neither a VitalReading nor a VitalBatch: it has no "
-        "sequence or first_sequence field"
-    )
+    return encode_vitals(record)
 
 
 def emulator_error(allow_real_pubsub: bool) -> str | None:

@@ -12,16 +12,14 @@ from apache_beam.metrics import Metrics
 
 from models import registry
 from pipelines.options import VitalsOptions
-from schemas import encode_batch, encode_reading
+from schemas import encode_vitals
 
 _LOGGER = logging.getLogger(__name__)
 _NAMESPACE = "vitalwatch"
 
 
 def _encode(record: dict) -> bytes:
-    if "first_sequence" in record:
-        return encode_batch(record)
-    return encode_reading(record)
+    return encode_vitals(record)[0]
 
 
 def _kafka_config(options: VitalsOptions) -> dict:

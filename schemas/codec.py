@@ -16,6 +16,7 @@ renamed or removed. The previous version is kept in ``avro/history/`` so
 that tests prove a current reader still reads the old writer's records.
 """
 
+import datetime
 import functools
 import io
 import json
@@ -36,6 +37,7 @@ _SINGLE_OBJECT_MAGIC = b"\xc3\x01"
 _CONFLUENT_MAGIC = 0
 _FINGERPRINT_BYTES = 8
 _CONFLUENT_HEADER_BYTES = 5
+_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
 
 # A resolver maps a Confluent schema id to the writer's parsed schema, or
 # raises KeyError when the registry does not know the id.
@@ -129,6 +131,35 @@ def encode_record(kind: str, record: dict, schema: dict | None = None) -> bytes:
     out.write(fingerprint)
     fastavro.schemaless_writer(out, writer, record)
     return out.getvalue()
+
+
+def epoch_ms(value) -> int:
+    """Convert a timestamp-millis value (int or datetime) to epoch ms."""
+    if isinstance(value, int):
+        return value
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=datetime.UTC)
+    return (value - _EPOCH) // datetime.timedelta(milliseconds=1)
+
+
+def encode_vitals(record: dict) -> tuple[bytes, int]:
+    """Encode a VitalReading or VitalBatch; return it and its event time.
+
+    The event time is the reading's ``event_time`` or the batch's
+    ``start_time``, in epoch milliseconds.
+
+    Raises:
+        ValueError: If the record is neither a VitalReading nor a
+            VitalBatch.
+    """
+    if "first_sequence" in record:
+        return encode_batch(record), epoch_ms(record["start_time"])
+    if "sequence" in record:
+        return encode_reading(record), epoch_ms(record["event_time"])
+    raise ValueError(
+        "record is neither a VitalReading nor a VitalBatch: it has no "
+        "sequence or first_sequence field"
+    )
 
 
 def encode_reading(record: dict) -> bytes:

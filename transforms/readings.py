@@ -14,6 +14,8 @@ import math
 
 import numpy as np
 
+from schemas import epoch_ms
+
 # Measured channels, in the order they appear in feature names.
 CHANNELS = (
     "heart_rate_bpm",
@@ -94,7 +96,7 @@ def block_from_reading(record: dict, source: str = "") -> ReadingBlock:
         record["patient_id"],
         record["device_id"],
         np.array([record["sequence"]], dtype=np.int64),
-        np.array([_epoch_ms(record["event_time"])], dtype=np.int64),
+        np.array([epoch_ms(record["event_time"])], dtype=np.int64),
         values,
         source,
     )
@@ -118,7 +120,7 @@ def block_from_batch(record: dict, source: str = "") -> ReadingBlock:
             )
         values[name] = _column(column, count)
     offsets = np.arange(count, dtype=np.int64)
-    start = _epoch_ms(record["start_time"])
+    start = epoch_ms(record["start_time"])
     return ReadingBlock(
         record["patient_id"],
         record["device_id"],
@@ -127,13 +129,6 @@ def block_from_batch(record: dict, source: str = "") -> ReadingBlock:
         values,
         source,
     )
-
-
-def _epoch_ms(value) -> int:
-    # fastavro returns timestamp-millis as an aware datetime.
-    if isinstance(value, int):
-        return value
-    return int(round(value.timestamp() * 1000))
 
 
 def concat(blocks: list[ReadingBlock]) -> ReadingBlock:
