@@ -87,8 +87,8 @@ def _replay(data_dir, out: pathlib.Path) -> None:
 
 def _simulate(args, out: pathlib.Path) -> pathlib.Path:
     # The simulation ends at the current minute, so that its readings
-    # stamped a day ahead are in the future and rejected as they would be
-    # live; with a start in the past they would pass the check.
+    # stamped a day ahead lie in the future and are rejected as they would
+    # be live. With a start in the past they would pass the check.
     now_ms = int(time.time() // 60 * 60_000)
     config = simulator.SimulationConfig(
         n_patients=args.patients,

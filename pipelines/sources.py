@@ -143,7 +143,7 @@ class ReadModel(beam.PTransform):
 
     Bounded pipelines read the registry once, for a side input. Streaming
     pipelines poll it every `--model_refresh_sec` and emit a model only
-    when a newly promoted version loads; the scoring shards keep the
+    when a newly promoted version loads. The scoring shards keep the
     newest one in keyed state.
     """
 

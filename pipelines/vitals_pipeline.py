@@ -69,7 +69,7 @@ def _score_rows(vitals, streaming, rows, pipeline, model, model_updates):
     Bounded runs read the model once and pass it as a side input, and also
     measure feature drift against the model's training statistics.
     Streaming runs receive promoted models as a stream kept in keyed state
-    (`transforms/keyed_scoring.py` says why a side input does not work
+    (`transforms/keyed_scoring.py` explains why a side input does not work
     there on Beam 2.62.0). A caller may pass either instead of
     `--model_registry`. Without any, rows are not scored.
 

@@ -2,7 +2,7 @@
 
 Events of one patient and kind within the suppression period of the last
 alert sent are counted, not sent, unless they escalate the tier. The next
-alert sent says how many repeats it replaced. The alert id is derived
+alert sent counts the repeats it replaced. The alert id is derived
 from the event, so an event replayed after a restart gets the same id and
 a sink can drop the copy.
 """

@@ -3,7 +3,7 @@
 Each device's state is its highest sequence number and a bitmap of which
 of the last `WINDOW` sequence numbers were seen: 128 bytes per device
 however long it streams. A sequence number older than the bitmap cannot be
-checked; such readings are returned separately so that the caller
+checked. Such readings are returned separately, so that the caller
 dead-letters them instead of risking a double count.
 """
 

@@ -3,11 +3,14 @@
 Sliding windows report once a minute, too late for asystole or extreme
 bradycardia. These checks run on every block in the stateful stage. A
 condition must hold on consecutive good-quality readings for its sustain
-time before it raises an event, once per episode; readings with poor
-signal quality neither extend nor break an episode. Sustain times follow
-the PhysioNet/CinC 2015 alarm definitions where one exists (asystole: no
-beat for 4 s; extreme bradycardia: below 40 bpm for 5 beats; extreme
-tachycardia: above 140 bpm for 17 beats).
+time before it raises an event, once per episode. Readings with poor
+signal quality neither extend nor break an episode. Thresholds come from
+the PhysioNet/CinC 2015 alarm definitions (asystole: no beat for 4 s;
+extreme bradycardia: below 40 bpm for 5 beats; extreme tachycardia:
+above 140 bpm for 17 beats). Sustain times are those converted to
+per-second readings: 3 s of missing heart rate, which the edge reports
+only after 4 s without two beats, 5 s below 40 bpm and 8 s above 140
+bpm.
 """
 
 import dataclasses
@@ -50,7 +53,7 @@ def _channel(block, name):
 
 def _asystole(block, baseline):
     # The edge processor reports no heart rate when it found fewer than two
-    # beats in the last 4 s; with a clean signal that is asystole, not a
+    # beats in the last 4 s. With a clean signal that is asystole, not a
     # loose electrode.
     return np.isnan(_channel(block, "heart_rate_bpm"))
 

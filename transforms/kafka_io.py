@@ -763,7 +763,7 @@ __all__ = [
 ]
 
 
-# A broker that has just started answers NOT_COORDINATOR or
+# A broker that has just started returns NOT_COORDINATOR or
 # COORDINATOR_LOAD_IN_PROGRESS for a few seconds while it loads the
 # consumer-offsets topic.
 _COORDINATOR_STARTING = frozenset(

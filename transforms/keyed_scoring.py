@@ -2,7 +2,7 @@
 
 Two limits of Beam 2.62.0 rule out a refreshed side input in streaming
 runs here. On the portable Flink runner, every checkpoint of a stage that
-holds side-input data fails with "ClassCastException: class [B cannot be
+contains side-input data fails with "ClassCastException: class [B cannot be
 cast to class org.apache.beam.sdk.util.WindowedValue". On the
 BundleBasedDirectRunner, a global-window side input with a repeated
 trigger never refreshes: main-input rows wait for the side input's

@@ -268,9 +268,9 @@ class ScoreWindows(beam.PTransform):
     """Score feature rows in batches and emit anomaly events.
 
     Rows are keyed by a shard of the patient id and grouped with
-    `GroupIntoBatches`, which fills batches across bundles; `BatchElements`
+    `GroupIntoBatches`, which fills batches across bundles. `BatchElements`
     batches only within a bundle, and after the windowed combine most
-    bundles hold one row.
+    bundles contain one row.
 
     Args:
         model: Singleton side input (`beam.pvalue.AsSingleton`) holding the
