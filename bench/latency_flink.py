@@ -38,6 +38,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from bench import common
+from runners.cli import FLINK_DEFAULTS
 from schemas import decode_payload, encode_reading
 
 _PARTITIONS = 2
@@ -70,6 +71,9 @@ def _runner_args(args) -> list[str]:
         "--environment_type=LOOPBACK",
         "--parallelism=1",
         f"--checkpointing_interval={args.checkpointing_interval_ms}",
+        f"--max_bundle_size={args.max_bundle_size}",
+        f"--max_bundle_time_mills={args.max_bundle_time_ms}",
+        *FLINK_DEFAULTS,
     ]
 
 
@@ -89,6 +93,7 @@ def _serve(args) -> int:
             f"--kafka_bootstrap={args.bootstrap}",
             f"--kafka_group={args.group}",
             f"--model_registry={args.registry}",
+            f"--kafka_max_read_sec={args.kafka_max_read_sec}",
         ]
     )
     pipeline = beam.Pipeline(options=options)
@@ -222,6 +227,9 @@ def measure(args) -> dict:
         f"--flink_master={args.flink_master}",
         f"--flink_job_server_jar={args.flink_job_server_jar}",
         f"--checkpointing_interval_ms={args.checkpointing_interval_ms}",
+        f"--max_bundle_size={args.max_bundle_size}",
+        f"--max_bundle_time_ms={args.max_bundle_time_ms}",
+        f"--kafka_max_read_sec={args.kafka_max_read_sec}",
     ]
     log = open(pathlib.Path(args.out) / f"latency-{args.devices}.log", "w")
     pipeline = subprocess.Popen(command, stdout=log, stderr=log)
@@ -249,6 +257,12 @@ def measure(args) -> dict:
         "devices": args.devices,
         "seconds": args.seconds,
         "runner": args.runner,
+        "settings": {
+            "max_bundle_size": args.max_bundle_size,
+            "max_bundle_time_ms": args.max_bundle_time_ms,
+            "kafka_max_read_sec": args.kafka_max_read_sec,
+            "checkpointing_interval_ms": args.checkpointing_interval_ms,
+        },
         "pipeline_exit_code": pipeline.returncode,
         "tachycardia": _percentiles(
             [ms for kind, ms in latencies if kind == "tachycardia"]
@@ -312,6 +326,25 @@ def _parse(argv):
         type=int,
         default=10_000,
         help="Flink checkpoint interval in milliseconds. Default 10000.",
+    )
+    parser.add_argument(
+        "--max_bundle_size",
+        type=int,
+        default=1000,
+        help="Flink's --max_bundle_size, elements per bundle. Default 1000.",
+    )
+    parser.add_argument(
+        "--max_bundle_time_ms",
+        type=int,
+        default=1000,
+        help="Flink's --max_bundle_time_mills, longest bundle in "
+        "milliseconds. Default 1000.",
+    )
+    parser.add_argument(
+        "--kafka_max_read_sec",
+        type=float,
+        default=1.0,
+        help="The pipeline's --kafka_max_read_sec. Default 1.0.",
     )
     parser.add_argument("--seed", type=int, default=7, help="Default 7.")
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)

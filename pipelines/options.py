@@ -68,6 +68,14 @@ class VitalsOptions(PipelineOptions):
             "forever (false). Default false.",
         )
         parser.add_argument(
+            "--kafka_max_read_sec",
+            type=float,
+            default=1.0,
+            help="Seconds one read of a Kafka partition runs before its "
+            "readings go downstream and its offsets are committed. Lower "
+            "means lower latency and more bundles. Default 1.0.",
+        )
+        parser.add_argument(
             "--alerts_topic",
             default="",
             help="Kafka topic for alerts, keyed by patient id. Default: none.",
@@ -193,6 +201,7 @@ class VitalsOptions(PipelineOptions):
             "window_period_sec",
             "silence_timeout_sec",
             "max_score_batch",
+            "kafka_max_read_sec",
         ):
             if getattr(self, name) <= 0:
                 problems.append(f"--{name} must be positive")

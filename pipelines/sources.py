@@ -76,6 +76,7 @@ class ReadPayloads(beam.PTransform):
             group_id=options.kafka_group,
             config=_kafka_config(options),
             bounded=options.kafka_bounded,
+            max_read_sec=options.kafka_max_read_sec,
         )
 
 

@@ -46,6 +46,17 @@ _OPTION_GROUPS = (
 )
 
 
+# Flags every FlinkRunner job gets unless its command line sets them.
+#
+# Without --finish_bundle_before_checkpointing, Beam 2.62's Flink operator
+# finishes a bundle that is open when a checkpoint starts inside the
+# snapshot, keeps that bundle's output in operator state, and emits it only
+# when its next bundle starts. A stage that receives one element and then
+# nothing (the Kafka partition list, a single alert) holds its output until
+# more input arrives, possibly forever, or until a job restored from the
+# checkpoint runs.
+FLINK_DEFAULTS = ("--finish_bundle_before_checkpointing",)
+
 # Options of the Java FlinkPipelineOptions (beam-runners-flink 2.62.0) that
 # the Python SDK may not declare. Python passes unknown options through to
 # the job server, so these only need to appear in --help. A flag that a
@@ -76,6 +87,13 @@ _FLINK_JAVA_OPTIONS = (
         "the next, in milliseconds. Default -1 (none).",
     ),
     (
+        "--finish_bundle_before_checkpointing",
+        "",
+        "Finish the open bundle and send its output downstream before a "
+        "checkpoint barrier. This CLI sets it for FlinkRunner; see "
+        "FLINK_DEFAULTS. Default false in Beam.",
+    ),
+    (
         "--max_bundle_size",
         "N",
         "Largest number of elements in a bundle; Beam metrics reach Flink "
@@ -84,8 +102,8 @@ _FLINK_JAVA_OPTIONS = (
     (
         "--max_bundle_time_mills",
         "MSEC",
-        "Longest time a bundle stays open, in milliseconds. Default 1000 "
-        "in streaming.",
+        "Longest time a bundle stays open, in milliseconds (the Java "
+        "option is spelled mills). Default 1000 in streaming.",
     ),
     (
         "--allow_non_restored_state",
@@ -115,9 +133,30 @@ def _help_parser() -> argparse.ArgumentParser:
         "FlinkRunner options read by the Java job server"
     )
     for flag, metavar, text in _FLINK_JAVA_OPTIONS:
-        if flag not in parser._option_string_actions:
+        if flag in parser._option_string_actions:
+            continue
+        if metavar:
             group.add_argument(flag, metavar=metavar, help=text)
+        else:
+            group.add_argument(flag, action="store_true", help=text)
     return parser
+
+
+def with_flink_defaults(argv: list[str]) -> list[str]:
+    """Add FLINK_DEFAULTS that `argv` does not set, for FlinkRunner jobs.
+
+    Other runners' arguments come back unchanged.
+    """
+    options = beam_options.PipelineOptions(argv)
+    runner = options.view_as(beam_options.StandardOptions).runner
+    if runner != "FlinkRunner":
+        return argv
+    missing = [
+        flag
+        for flag in FLINK_DEFAULTS
+        if not any(a.split("=")[0] == flag for a in argv)
+    ]
+    return [*argv, *missing]
 
 
 def resolve_runner(argv: list[str]) -> list[str]:
@@ -137,7 +176,7 @@ def resolve_runner(argv: list[str]) -> list[str]:
 
 def run(argv: list[str]) -> int:
     """Parse and validate options, run the pipeline, print the summary."""
-    argv = resolve_runner(argv)
+    argv = with_flink_defaults(resolve_runner(argv))
     options = beam_options.PipelineOptions(argv)
     vitals = options.view_as(VitalsOptions)
     problems = vitals.validate_vitals()

@@ -100,8 +100,10 @@ _IDLE_RESUME_DELAY_SEC = 1.0
 # Messages taken from librdkafka's prefetch queue per poll.
 _MAX_POLL_MESSAGES = 500
 # A read checkpoints after this long so that the runner commits its output
-# and the finalization callback commits the offsets.
-_MAX_READ_SEC = 5.0
+# and the finalization callback commits the offsets. The Flink runner hands
+# a read's output downstream only when it ends, so this also bounds the
+# latency that reading adds.
+DEFAULT_MAX_READ_SEC = 1.0
 # Assumed bound on how far behind the newest reading a gateway or phone may
 # deliver a reading. An estimate, not measured, so tune it per deployment.
 _DEFAULT_MAX_OUT_OF_ORDERNESS_SEC = 60.0
@@ -265,9 +267,14 @@ class _ReadPartitionDoFn(beam.DoFn):
     """Read one partition's offset range, as the module docstring describes."""
 
     def __init__(
-        self, consumer_config, max_out_of_orderness_sec, commit_offsets
+        self,
+        consumer_config,
+        max_out_of_orderness_sec,
+        commit_offsets,
+        max_read_sec,
     ):
         self._consumer_config = consumer_config
+        self._max_read_sec = max_read_sec
         self._max_out_of_orderness = Duration.of(max_out_of_orderness_sec)
         self._commit_offsets = commit_offsets
         self._records_read = Metrics.counter(_METRICS_NAMESPACE, "records_read")
@@ -321,7 +328,7 @@ class _ReadPartitionDoFn(beam.DoFn):
         if next_offset >= restriction.stop:
             return next_offset
         consumer = self._reader_at(topic, partition, restriction.start)
-        deadline = time.monotonic() + _MAX_READ_SEC
+        deadline = time.monotonic() + self._max_read_sec
         while True:
             messages = consumer.consume(_MAX_POLL_MESSAGES, _POLL_TIMEOUT_SEC)
             for message in messages:
@@ -454,6 +461,8 @@ class ReadVitalsFromKafka(beam.PTransform):
             message timestamp, and wall-clock time on an idle partition.
         commit_offsets: Commit offsets after the runner commits each bundle.
             Default True.
+        max_read_sec: How long one read of a partition runs before it
+            checkpoints and its output goes downstream. Default 1 s.
 
     Raises:
         ValueError: If no topic is named or ``start_offset`` is invalid.
@@ -469,8 +478,13 @@ class ReadVitalsFromKafka(beam.PTransform):
         start_offset: str = "earliest",
         max_out_of_orderness_sec: float = _DEFAULT_MAX_OUT_OF_ORDERNESS_SEC,
         commit_offsets: bool = True,
+        max_read_sec: float = DEFAULT_MAX_READ_SEC,
     ):
         super().__init__()
+        if max_read_sec <= 0:
+            raise ValueError(
+                f"invalid max_read_sec {max_read_sec!r}: must be positive"
+            )
         topics = [topic] if isinstance(topic, str) else list(topic)
         if not topics or not all(topics):
             raise ValueError(
@@ -498,6 +512,7 @@ class ReadVitalsFromKafka(beam.PTransform):
         self._start_offset = start_offset
         self._max_out_of_orderness_sec = max_out_of_orderness_sec
         self._commit_offsets = commit_offsets
+        self._max_read_sec = max_read_sec
 
     def expand(self, pbegin):
         _LOGGER.info(
@@ -527,6 +542,7 @@ class ReadVitalsFromKafka(beam.PTransform):
                 self._consumer_config,
                 self._max_out_of_orderness_sec,
                 self._commit_offsets,
+                self._max_read_sec,
             )
         ).with_output_types(tuple[str, bytes])
 

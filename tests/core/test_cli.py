@@ -60,6 +60,27 @@ def test_direct_runner_resolved_explicitly():
     assert streaming[-1] == "--runner=BundleBasedDirectRunner"
 
 
+def test_flink_jobs_finish_bundles_before_checkpoints():
+    flink = cli.with_flink_defaults(["--runner=FlinkRunner", "--streaming"])
+    assert flink.count("--finish_bundle_before_checkpointing") == 1
+    already = [
+        "--runner",
+        "FlinkRunner",
+        "--finish_bundle_before_checkpointing",
+    ]
+    assert cli.with_flink_defaults(already) == already
+    local = ["--runner=BundleBasedDirectRunner", "--streaming"]
+    assert cli.with_flink_defaults(local) == local
+
+
+def test_kafka_read_time_must_be_positive():
+    result = _run_cli(
+        "run", "--source", "kafka:vitals", "--kafka_max_read_sec", "0"
+    )
+    assert result.returncode == 2
+    assert "--kafka_max_read_sec must be positive" in result.stderr
+
+
 def test_bounded_run_writes_alerts(tmp_path):
     records = [batch_record("p", m) for m in range(3)]
     records.append(batch_record("p", 3, heart_rate=170.0))

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from runners.cli import FLINK_DEFAULTS
 from tests.flink.flink_rest import FlinkRestClient
 
 # The vitals tests also need the broker. Importing the fixtures registers
@@ -57,6 +58,7 @@ class FlinkCluster:
             f"--flink_job_server_jar={self.job_server_jar}",
             "--environment_type=LOOPBACK",
             f"--job_name={job_name}",
+            *FLINK_DEFAULTS,
         ]
 
 

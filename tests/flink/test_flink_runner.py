@@ -138,16 +138,6 @@ def test_streaming_job_checkpoints_and_stops(flink_cluster):
         assert rest.get(f"/jobs/{job_id}")["state"] == "FINISHED"
 
 
-# NOTE: in some runs the second stage of this job (the PeriodicImpulse
-# SDF and CountTicks) reported no finished bundle, so no Beam metric
-# reached Flink, while checkpoints still completed. It happened in 7 of 11
-# runs on Beam 2.62.0, Flink 1.19.3 and LOOPBACK, and the cause is not
-# known.
-@pytest.mark.xfail(
-    reason="PeriodicImpulse stage sometimes reports no bundle metrics",
-    raises=TimeoutError,
-    strict=False,
-)
 def test_streaming_counter_in_vertex_metrics(flink_cluster):
     rest = flink_cluster.rest
     with _running_streaming_job(flink_cluster, "metrics") as (_, job_id):

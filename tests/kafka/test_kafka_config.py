@@ -169,6 +169,8 @@ def test_read_rejects_invalid_arguments():
         ReadVitalsFromKafka("", "127.0.0.1:1", "g")
     with pytest.raises(ValueError, match="start_offset"):
         ReadVitalsFromKafka(["t"], "127.0.0.1:1", "g", start_offset="middle")
+    with pytest.raises(ValueError, match="max_read_sec"):
+        ReadVitalsFromKafka(["t"], "127.0.0.1:1", "g", max_read_sec=0)
 
 
 def test_kafka_config_values_not_logged(caplog):
