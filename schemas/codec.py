@@ -226,6 +226,29 @@ def decode_payload(
     )
 
 
+def decode_record(kind: str, payload: bytes) -> dict:
+    """Decode a single-object payload written with `kind`'s current schema.
+
+    For the pipeline's own outputs (alerts, dead letters, drift events),
+    which consumers read with the schema they expect.
+
+    Raises:
+        DecodeError: ``unknown_schema`` when the payload is not framed with
+            the current schema of `kind`, or ``truncated`` or
+            ``undecodable`` when the body does not decode.
+    """
+    header_end = len(_SINGLE_OBJECT_MAGIC) + _FINGERPRINT_BYTES
+    expected = _SINGLE_OBJECT_MAGIC + _current_fingerprint(kind)
+    if payload[:header_end] != expected:
+        raise DecodeError(
+            "unknown_schema",
+            f"header {payload[:header_end].hex()} is not the single-object "
+            f"header of the current {kind} schema, {expected.hex()}",
+        )
+    schema = load_schema(kind)
+    return _read_body(payload[header_end:], schema, schema)
+
+
 def _decode_single_object(payload: bytes) -> tuple[str, dict]:
     header_end = len(_SINGLE_OBJECT_MAGIC) + _FINGERPRINT_BYTES
     if len(payload) < header_end:

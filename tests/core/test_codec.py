@@ -12,7 +12,9 @@ from schemas import (
     VITAL_READING,
     DecodeError,
     decode_payload,
+    decode_record,
     encode_record,
+    epoch_ms,
     load_schema,
 )
 from tests.core.helpers import T0_MS, batch_record
@@ -128,3 +130,29 @@ def test_confluent_wrong_schema_rejected():
     with pytest.raises(DecodeError) as raised:
         decode_payload(payload, {9: load_schema(ALERT)}.__getitem__)
     assert raised.value.reason == "wrong_schema"
+
+
+def test_output_record_round_trip():
+    alert = {
+        "alert_id": "a",
+        "patient_id": "p",
+        "tier": "SEVERE",
+        "kind": "tachycardia",
+        "event_time": T0_MS,
+        "window_start": T0_MS,
+        "anomaly_score": None,
+        "model_version": "",
+        "reasons": [],
+        "suppressed_repeats": 0,
+    }
+    payload = encode_record(ALERT, alert)
+    decoded = decode_record(ALERT, payload)
+    assert epoch_ms(decoded.pop("event_time")) == alert.pop("event_time")
+    assert epoch_ms(decoded.pop("window_start")) == alert.pop("window_start")
+    assert decoded == alert
+    with pytest.raises(DecodeError) as raised:
+        decode_record(ALERT, encode_record(VITAL_READING, READING))
+    assert raised.value.reason == "unknown_schema"
+    with pytest.raises(DecodeError) as raised:
+        decode_record(ALERT, payload[:-3])
+    assert raised.value.reason in ("truncated", "undecodable")

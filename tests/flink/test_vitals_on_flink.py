@@ -30,6 +30,7 @@ from apache_beam.runners.runner import PipelineState
 
 from models import registry
 from pipelines.vitals_pipeline import build_pipeline
+from schemas import epoch_ms
 from tests.flink import vitals_job
 from tests.flink.conftest import REPO_ROOT, run_script
 from tests.flink.flink_rest import wait_until
@@ -284,7 +285,7 @@ def test_cli_run_raises_tachycardia_alert(cli_run, replay):
     assert [a["kind"] for a in severe] == ["tachycardia"]
     assert severe[0]["patient_id"] == vitals_job.PATIENT_ID
     low, high = vitals_job.TACHYCARDIA_OFFSET_SEC
-    offset = replay.offset_sec(_epoch_ms(severe[0]["event_time"]))
+    offset = replay.offset_sec(epoch_ms(severe[0]["event_time"]))
     assert low <= offset <= high
     assert "above 140 bpm" in severe[0]["reasons"][0]["text"]
 
@@ -329,12 +330,6 @@ def test_cli_run_commits_offsets(cli_run):
     # Flink calls the source's bundle-finalization callbacks, so the group
     # has committed every message that the job read.
     assert cli_run.committed_offset == cli_run.published
-
-
-def _epoch_ms(value) -> int:
-    if isinstance(value, int):
-        return value
-    return int(value.timestamp() * 1000)
 
 
 # ------------------------------------------------------------ recovery

@@ -18,16 +18,14 @@ ms on the local Kafka 4.1.1 broker).
 
 import dataclasses
 import functools
-import io
 import time
 
-import fastavro
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from devices import edge_replay, labels
 from devices.kafka_publish import publish
-from schemas import ALERT, DEAD_LETTER, load_schema
+from schemas import ALERT, DEAD_LETTER, decode_record
 
 RECORD = "t430s"
 PATIENT_ID = f"rec-cinc2015-{RECORD}"
@@ -42,7 +40,6 @@ TACHYCARDIA_OFFSET_SEC = (240, 300)
 # Starts with neither the Avro single-object marker nor the Confluent
 # magic byte, so parsing rejects it as unknown_framing.
 POISON_PAYLOAD = b"not an avro payload"
-_SINGLE_OBJECT_HEADER_BYTES = 10
 _KAFKA_TIMEOUT_SEC = 30
 _POLL_SEC = 0.5
 
@@ -178,21 +175,6 @@ def read_topic(bootstrap: str, topic: str) -> list[tuple[bytes, bytes]]:
         return messages
     finally:
         consumer.close()
-
-
-def decode_record(kind: str, payload: bytes) -> dict:
-    """Decode an Avro single-object payload written with `kind`'s schema.
-
-    Raises:
-        ValueError: The payload is not framed with that schema.
-    """
-    from schemas.codec import _current_fingerprint
-
-    header = payload[:_SINGLE_OBJECT_HEADER_BYTES]
-    if header != b"\xc3\x01" + _current_fingerprint(kind):
-        raise ValueError(f"payload is not a single-object {kind} record")
-    body = io.BytesIO(payload[_SINGLE_OBJECT_HEADER_BYTES:])
-    return fastavro.schemaless_reader(body, load_schema(kind))
 
 
 def read_alerts(bootstrap: str, topic: str) -> list[dict]:
