@@ -21,6 +21,7 @@ rows, model_version, window_start and window_end (epoch ms); they name no
 patient and carry no reading.
 """
 
+import dataclasses
 import logging
 from collections.abc import Iterator
 
@@ -44,54 +45,85 @@ _MAX_BATCH_ROWS = 1024
 _PSI_METRIC_SCALE = 1000
 
 
-class ReferenceHistograms:
-    """Reference histograms by model version, read from each model once."""
+@dataclasses.dataclass(frozen=True)
+class DriftReference:
+    """One model version's reference histograms, ready to bin rows with.
+
+    Attributes:
+        histograms: Reference histograms by feature name, in the order of
+            the feature columns, as `models.drift.training_histograms`
+            returns them.
+        edges: Interior bin edges, one line per feature, padded with +inf
+            to the longest line, so that all features bin in one step.
+        edge_counts: Number of real edges per feature.
+    """
+
+    histograms: dict
+    edges: np.ndarray
+    edge_counts: np.ndarray
+
+    @classmethod
+    def from_histograms(cls, histograms: dict) -> "DriftReference":
+        """Build the reference of histograms by feature name."""
+        lines = [histogram["edges"] for histogram in histograms.values()]
+        edge_counts = np.array([len(line) for line in lines], dtype=np.int64)
+        edges = np.full((len(lines), int(edge_counts.max(initial=0))), np.inf)
+        for i, line in enumerate(lines):
+            edges[i, : len(line)] = line
+        return cls(histograms, edges, edge_counts)
+
+    def count_bins(self, rows: np.ndarray) -> dict:
+        """Count feature rows per bin, as `models.drift.bin_counts` does.
+
+        Args:
+            rows: Feature rows, one per line, one column per histogram.
+
+        Returns:
+            The bin counts that `ComputeDriftPerWindow` sums: `histograms`,
+            `counts` (an integer matrix with one line per feature: the
+            counts of its len(edges) + 1 bins, zeros up to the widest
+            feature, and the NaN count in the last column) and `rows`.
+        """
+        values = np.asarray(rows, dtype=np.float64)
+        features, width = len(self.edge_counts), self.edges.shape[1] + 2
+        # The number of edges at or below a value is its bin, as
+        # searchsorted(..., "right") gives. A value of +inf also passes the
+        # +inf padding, so the bin is capped at the real edge count.
+        index = (values[:, :, None] >= self.edges[None, :, :]).sum(axis=2)
+        index = np.minimum(index, self.edge_counts)
+        index[np.isnan(values)] = width - 1
+        flat = index + np.arange(features) * width
+        counts = np.bincount(flat.ravel(), minlength=features * width)
+        return {
+            "histograms": self.histograms,
+            "counts": counts.reshape(features, width),
+            "rows": len(values),
+        }
+
+
+class DriftReferences:
+    """Drift references by model version, read from each model once."""
 
     def __init__(self):
         self._by_version = {}
 
-    def of(self, bundle) -> dict | None:
-        """Return the histograms of `bundle`; None if it has none."""
+    def of(self, bundle) -> DriftReference | None:
+        """Return the reference of `bundle`; None if it has none."""
         if bundle is None:
             return None
         if bundle.version not in self._by_version:
+            reference = None
             try:
                 histograms = drift.training_histograms(bundle.metadata)
+                reference = DriftReference.from_histograms(histograms)
             except KeyError:
                 _LOGGER.warning(
                     "Model version %s has no feature statistics, so drift "
                     "is not measured",
                     bundle.version,
                 )
-                histograms = None
-            self._by_version[bundle.version] = histograms
+            self._by_version[bundle.version] = reference
         return self._by_version[bundle.version]
-
-
-def count_feature_bins(histograms: dict, rows: np.ndarray) -> dict:
-    """Count feature rows per bin of the reference histograms.
-
-    Args:
-        histograms: Reference histograms by feature name, one per column of
-            `rows` and in the same order.
-        rows: Feature rows, one per line.
-
-    Returns:
-        The bin counts that `ComputeDriftPerWindow` sums: `histograms`,
-        `bins` (counts per bin, one array per feature), `missing` (NaN
-        count per feature) and `rows`.
-    """
-    bins, missing = [], []
-    for i, histogram in enumerate(histograms.values()):
-        counts, absent = drift.bin_counts(rows[:, i], histogram["edges"])
-        bins.append(counts)
-        missing.append(absent)
-    return {
-        "histograms": histograms,
-        "bins": bins,
-        "missing": np.asarray(missing),
-        "rows": len(rows),
-    }
 
 
 class BundleBinCounts:
@@ -105,10 +137,10 @@ class BundleBinCounts:
     output is committed, so they are as timely as the rows themselves.
 
     Args:
-        references: The reference histograms cache to read models with.
+        references: The cache of drift references to read models with.
     """
 
-    def __init__(self, references: ReferenceHistograms):
+    def __init__(self, references: DriftReferences):
         self._references = references
         self._pending = {}
 
@@ -119,27 +151,27 @@ class BundleBinCounts:
             False, keeping nothing, when `bundle` is None or has no
             reference histograms.
         """
-        histograms = self._references.of(bundle)
-        if histograms is None:
+        reference = self._references.of(bundle)
+        if reference is None:
             return False
         key = (bundle.version, timestamp)
         if key not in self._pending:
-            self._pending[key] = (histograms, [])
+            self._pending[key] = (reference, [])
         self._pending[key][1].append(features)
         return True
 
     def drain(self) -> Iterator[WindowedValue]:
         """Bin the kept rows; yield (version, counts) in the global window."""
         pending, self._pending = self._pending, {}
-        for (version, timestamp), (histograms, rows) in pending.items():
-            counts = count_feature_bins(histograms, np.vstack(rows))
+        for (version, timestamp), (reference, rows) in pending.items():
+            counts = reference.count_bins(np.vstack(rows))
             yield WindowedValue(
                 (version, counts), timestamp, (window.GlobalWindow(),)
             )
 
 
 class _BinCountsFn(beam.CombineFn):
-    """Sum per-feature bin counts; the accumulator also carries the edges."""
+    """Sum bin counts; the accumulator also carries the histograms."""
 
     def create_accumulator(self):
         return None
@@ -153,11 +185,9 @@ class _BinCountsFn(beam.CombineFn):
             if counts is None:
                 continue
             if merged is None:
-                merged = {**counts, "bins": [b.copy() for b in counts["bins"]]}
+                merged = {**counts, "counts": counts["counts"].copy()}
                 continue
-            for total, part in zip(merged["bins"], counts["bins"], strict=True):
-                total += part
-            merged["missing"] = merged["missing"] + counts["missing"]
+            merged["counts"] += counts["counts"]
             merged["rows"] += counts["rows"]
         return merged
 
@@ -172,15 +202,15 @@ class _CountFeatureBinsDoFn(beam.DoFn):
         )
 
     def setup(self):
-        self._references = ReferenceHistograms()
+        self._references = DriftReferences()
 
     def process(self, batch, bundle):
-        histograms = self._references.of(bundle)
-        if histograms is None:
+        reference = self._references.of(bundle)
+        if reference is None:
             self._without_reference.inc(len(batch))
             return
         rows = np.vstack([row["features"] for row in batch])
-        yield bundle.version, count_feature_bins(histograms, rows)
+        yield bundle.version, reference.count_bins(rows)
 
 
 class _ComputePsiDoFn(beam.DoFn):
@@ -198,10 +228,10 @@ class _ComputePsiDoFn(beam.DoFn):
         if counts["rows"] < self._min_rows:
             self._small.inc()
             return
+        matrix = counts["counts"]
         for i, (name, histogram) in enumerate(counts["histograms"].items()):
-            psi = drift.histogram_psi(
-                histogram, counts["bins"][i], int(counts["missing"][i])
-            )
+            bins = matrix[i, : len(histogram["edges"]) + 1]
+            psi = drift.histogram_psi(histogram, bins, int(matrix[i, -1]))
             self._record(name, psi)
             if psi > self._threshold:
                 self._events.inc()
@@ -237,9 +267,9 @@ class ComputeDriftPerWindow(beam.PTransform):
     """Sum bin counts per model version and window, then compute the PSI.
 
     The input is (model version, bin counts) pairs, as
-    `count_feature_bins` returns them, stamped with the event time of their
-    rows. A window whose rows were binned against two model versions gives
-    one PSI per version, each over that version's rows only.
+    `DriftReference.count_bins` returns them, stamped with the event time
+    of their rows. A window whose rows were binned against two model
+    versions gives one PSI per version, each over that version's rows only.
 
     Args:
         window_size_sec: Event-time window of the PSI, in seconds.

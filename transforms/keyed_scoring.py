@@ -42,7 +42,7 @@ from apache_beam.transforms.userstate import (
 )
 
 from models.bundle import servability_problems
-from transforms.drift import BundleBinCounts, ReferenceHistograms
+from transforms.drift import BundleBinCounts, DriftReferences
 from transforms.scoring import _shard, score_batch
 
 _LOGGER = logging.getLogger(__name__)
@@ -71,7 +71,7 @@ class _ScoreWithKeyedModelDoFn(beam.DoFn):
         )
 
     def setup(self):
-        self._references = ReferenceHistograms()
+        self._references = DriftReferences()
 
     def start_bundle(self):
         self._bin_counts = BundleBinCounts(self._references)

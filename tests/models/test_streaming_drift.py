@@ -22,7 +22,7 @@ from transforms import features
 from transforms.drift import (
     BundleBinCounts,
     ComputeDriftPerWindow,
-    ReferenceHistograms,
+    DriftReferences,
 )
 from transforms.keyed_scoring import ScoreWindowsWithModelStream
 
@@ -230,7 +230,7 @@ def test_keyed_drift_counts_rows_without_reference():
 def test_bundle_bin_counts_groups_rows():
     bundle = synthetic_bundle(1)
     rows = synthetic_rows(np.random.default_rng(0), 3)
-    bin_counts = BundleBinCounts(ReferenceHistograms())
+    bin_counts = BundleBinCounts(DriftReferences())
     assert bin_counts.add(bundle, rows[0], 60)
     assert bin_counts.add(bundle, rows[1], 60)
     assert bin_counts.add(bundle, rows[2], 120)
@@ -245,7 +245,7 @@ def test_bundle_bin_counts_needs_statistics():
     bundle = synthetic_bundle(1)
     bundle.metadata.pop("feature_statistics")
     row = synthetic_rows(np.random.default_rng(0), 1)[0]
-    bin_counts = BundleBinCounts(ReferenceHistograms())
+    bin_counts = BundleBinCounts(DriftReferences())
     assert not bin_counts.add(None, row, 60)
     assert not bin_counts.add(bundle, row, 60)
     assert list(bin_counts.drain()) == []
