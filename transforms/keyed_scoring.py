@@ -17,12 +17,12 @@ shard until the watermark passes them or the batch is full. Before a
 newer model replaces the current one, the buffered rows are scored with
 the current one, so versions apply in promotion order.
 
-The same step measures feature drift. As a row arrives, it is binned
-against the current model's reference histograms. That model is the one
-that scores the row, because a model change first flushes the buffer. The
-bin counts go to a second output, `drift_counts`, for
-`transforms.drift.ComputeDriftPerWindow`. They are output at the end of
-each bundle and not from the flush timer, because the
+The same step measures feature drift. As a row arrives, it is paired with
+the current model's reference histograms. That model is the one that
+scores the row, because a model change first flushes the buffer. At the
+end of each bundle, its rows are binned and the bin counts go to a second
+output, `drift_counts`, for `transforms.drift.ComputeDriftPerWindow`.
+They are output there and not from the flush timer, because the
 BundleBasedDirectRunner of Beam 2.62.0 does not hold the watermark for
 user timers. A timer's output can then arrive behind the watermark and be
 dropped by event-time windows.
