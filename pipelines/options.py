@@ -6,6 +6,9 @@ Each flag's help gives what it sets, its unit and its default.
 
 from apache_beam.options.pipeline_options import PipelineOptions
 
+from models.drift import DRIFT_PSI_THRESHOLD
+from transforms.drift import DRIFT_MIN_ROWS, DRIFT_WINDOW_SEC
+
 # Five-minute windows every minute: long enough for a trend, short enough
 # that a new episode moves the features within a minute or two.
 _WINDOW_SIZE_SEC = 300
@@ -171,6 +174,30 @@ class VitalsOptions(PipelineOptions):
             help="Largest number of feature rows scored in one model call. "
             f"Default {_MAX_SCORE_BATCH}.",
         )
+        parser.add_argument(
+            "--drift_window_sec",
+            type=int,
+            default=DRIFT_WINDOW_SEC,
+            help="Event-time window over which feature drift (the PSI of "
+            "each feature against the scoring model's training data) is "
+            f"measured, in seconds. Default {DRIFT_WINDOW_SEC}.",
+        )
+        parser.add_argument(
+            "--drift_psi_threshold",
+            type=float,
+            default=DRIFT_PSI_THRESHOLD,
+            help="PSI of a feature above which a window yields a drift "
+            f"event. Default {DRIFT_PSI_THRESHOLD}.",
+        )
+        parser.add_argument(
+            "--drift_min_rows",
+            type=int,
+            default=DRIFT_MIN_ROWS,
+            help="Minimum number of feature rows of one model version in a "
+            "drift window for its PSI to be computed. Windows with fewer are "
+            "counted in drift_windows_too_small and skipped. Default "
+            f"{DRIFT_MIN_ROWS}.",
+        )
 
     def kafka_client_config(self) -> dict[str, str]:
         """Return the `--kafka_config` settings as librdkafka properties.
@@ -202,6 +229,9 @@ class VitalsOptions(PipelineOptions):
             "silence_timeout_sec",
             "max_score_batch",
             "kafka_max_read_sec",
+            "drift_window_sec",
+            "drift_psi_threshold",
+            "drift_min_rows",
         ):
             if getattr(self, name) <= 0:
                 problems.append(f"--{name} must be positive")

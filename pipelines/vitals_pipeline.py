@@ -7,7 +7,9 @@ Stages, each a PTransform in `transforms/`:
 
 Fast-path events from TrackPatients join the model's events before
 RaiseAlerts. Dead letters from parsing and late readings from the
-stateful stage go to one dead-letter output.
+stateful stage go to one dead-letter output. MonitorDrift compares the
+feature rows with the scoring model's training data, and its drift events
+go to their own sink.
 
 Launch through the runner CLI, the same graph on every runner::
 
@@ -26,7 +28,6 @@ Launch through the runner CLI, the same graph on every runner::
         --source pubsub:projects/P/subscriptions/vitals --streaming
 """
 
-import json
 import logging
 
 import apache_beam as beam
@@ -39,13 +40,13 @@ from pipelines.options import VitalsOptions
 from pipelines.sources import ReadModel, ReadPayloads
 from schemas import ALERT, DEAD_LETTER, encode_record
 from transforms.alerts import RaiseAlerts
-from transforms.drift import MonitorDrift
+from transforms.drift import ComputeDriftPerWindow, MonitorDrift
 from transforms.kafka_io import WriteAlertsToKafka, WriteToKafkaTopic
 from transforms.keyed_scoring import ScoreWindowsWithModelStream
 from transforms.parse import ParseVitals
 from transforms.patient_state import TrackingConfig, TrackPatients
 from transforms.scoring import ScoreWindows
-from transforms.sinks import WriteRecords
+from transforms.sinks import WriteDriftEvents, WriteRecords
 from transforms.windows import ComputeTrendFeatures
 
 _LOGGER = logging.getLogger(__name__)
@@ -66,12 +67,15 @@ def tracking_config(options: VitalsOptions, streaming: bool) -> TrackingConfig:
 def _score_rows(vitals, streaming, rows, pipeline, model, model_updates):
     """Score feature rows with the promoted model, if there is one.
 
-    Bounded runs read the model once and pass it as a side input, and also
-    measure feature drift against the model's training statistics.
+    Bounded runs read the model once and pass it as a side input.
     Streaming runs receive promoted models as a stream kept in keyed state
     (`transforms/keyed_scoring.py` explains why a side input does not work
     there on Beam 2.62.0). A caller may pass either instead of
     `--model_registry`. Without any, rows are not scored.
+
+    Both paths measure feature drift against the training statistics of
+    the model that scores each row. Streaming runs given a `model` side
+    input, which only tests pass, measure no drift.
 
     Returns:
         (model events, drift events), each None when not computed.
@@ -80,14 +84,9 @@ def _score_rows(vitals, streaming, rows, pipeline, model, model_updates):
     if model is None and not vitals.model_registry and model_updates is None:
         return None, None
     if streaming and model is None:
-        # TODO: drift needs the model's statistics, which live in keyed
-        # state here, so streaming runs do not measure drift yet.
         if model_updates is None:
             model_updates = pipeline | "ReadModel" >> ReadModel(vitals)
-        events = rows | "ScoreWindows" >> ScoreWindowsWithModelStream(
-            model_updates, max_batch_size=max_batch
-        )
-        return events, None
+        return _score_with_model_stream(vitals, rows, model_updates)
     if model is None:
         model = beam.pvalue.AsSingleton(
             pipeline | "ReadModel" >> ReadModel(vitals)
@@ -97,8 +96,28 @@ def _score_rows(vitals, streaming, rows, pipeline, model, model_updates):
     )
     drift_events = None
     if not streaming:
-        drift_events = rows | "MonitorDrift" >> MonitorDrift(model)
+        drift_events = rows | "MonitorDrift" >> MonitorDrift(
+            model,
+            vitals.drift_window_sec,
+            vitals.drift_psi_threshold,
+            vitals.drift_min_rows,
+        )
     return events, drift_events
+
+
+def _score_with_model_stream(vitals, rows, model_updates):
+    """Score rows with models kept in keyed state, and measure drift."""
+    scored = rows | "ScoreWindows" >> ScoreWindowsWithModelStream(
+        model_updates, max_batch_size=vitals.max_score_batch
+    )
+    drift_events = scored.drift_counts | "MonitorDrift" >> (
+        ComputeDriftPerWindow(
+            vitals.drift_window_sec,
+            vitals.drift_psi_threshold,
+            vitals.drift_min_rows,
+        )
+    )
+    return scored.events, drift_events
 
 
 def build_pipeline(
@@ -178,16 +197,8 @@ def build_pipeline(
             f"{prefix}/dead_letters", DEAD_LETTER, vitals.output_format
         )
         if drift_events is not None:
-            (
-                drift_events
-                | "DriftToJson" >> beam.Map(json.dumps, default=float)
-                | "WriteDriftEvents"
-                >> beam.io.WriteToText(
-                    f"{prefix}/drift_events",
-                    file_name_suffix=".jsonl",
-                    num_shards=1,
-                    shard_name_template="",
-                )
+            drift_events | "WriteDriftEvents" >> WriteDriftEvents(
+                f"{prefix}/drift_events"
             )
     _publish_to_kafka(vitals, alerts, dead_letters)
     return {

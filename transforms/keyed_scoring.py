@@ -16,6 +16,16 @@ model that was current when its batch closed. Rows are buffered per
 shard until the watermark passes them or the batch is full. Before a
 newer model replaces the current one, the buffered rows are scored with
 the current one, so versions apply in promotion order.
+
+The same step measures feature drift. As a row arrives, it is paired with
+the current model's reference histograms. That model is the one that
+scores the row, because a model change first flushes the buffer. At the
+end of each bundle, its rows are binned and the bin counts go to a second
+output, `drift_counts`, for `transforms.drift.ComputeDriftPerWindow`.
+They are output there and not from the flush timer, because the
+BundleBasedDirectRunner of Beam 2.62.0 does not hold the watermark for
+user timers. A timer's output can then arrive behind the watermark and be
+dropped by event-time windows.
 """
 
 import logging
@@ -32,11 +42,13 @@ from apache_beam.transforms.userstate import (
 )
 
 from models.bundle import servability_problems
+from transforms.drift import BundleBinCounts, DriftReferences
 from transforms.scoring import _shard, score_batch
 
 _LOGGER = logging.getLogger(__name__)
 _NAMESPACE = "vitalwatch"
 _MODEL, _ROW = "model", "row"
+DRIFT_COUNTS = "drift_counts"
 
 
 class _ScoreWithKeyedModelDoFn(beam.DoFn):
@@ -54,6 +66,19 @@ class _ScoreWithKeyedModelDoFn(beam.DoFn):
         self._anomalous = Metrics.counter(_NAMESPACE, "rows_anomalous")
         self._loaded = Metrics.counter(_NAMESPACE, "models_loaded")
         self._rejected = Metrics.counter(_NAMESPACE, "models_rejected")
+        self._without_reference = Metrics.counter(
+            _NAMESPACE, "drift_rows_without_reference"
+        )
+
+    def setup(self):
+        self._references = DriftReferences()
+
+    def start_bundle(self):
+        self._bin_counts = BundleBinCounts(self._references)
+
+    def finish_bundle(self):
+        for counts in self._bin_counts.drain():
+            yield beam.pvalue.TaggedOutput(DRIFT_COUNTS, counts)
 
     def process(
         self,
@@ -74,6 +99,8 @@ class _ScoreWithKeyedModelDoFn(beam.DoFn):
             self._loaded.inc()
             _LOGGER.info("Scoring with model version %d", value.version)
             return
+        if not self._bin_counts.add(current, value["features"], timestamp):
+            self._without_reference.inc()
         rows_state.add(value)
         count = (count_state.read() or 0) + 1
         count_state.write(count)
@@ -126,6 +153,12 @@ class _ScoreWithKeyedModelDoFn(beam.DoFn):
 class ScoreWindowsWithModelStream(beam.PTransform):
     """Score feature rows with models that arrive as a stream.
 
+    Returns a DoOutputsTuple: `events`, the main output, contains the anomaly
+    events, and `drift_counts` holds (model version, bin counts) pairs for
+    `transforms.drift.ComputeDriftPerWindow`. Rows that arrive while no
+    model, or one without feature statistics, is current are counted in
+    `drift_rows_without_reference` and not binned.
+
     Args:
         model_updates: PCollection of ModelBundles (or None) in the global
             window, in promotion order; each is broadcast to every shard.
@@ -152,5 +185,7 @@ class ScoreWindowsWithModelStream(beam.PTransform):
             (keyed_models, keyed_rows)
             | "MergeModelsAndRows" >> beam.Flatten()
             | "ScoreWithKeyedModel"
-            >> beam.ParDo(_ScoreWithKeyedModelDoFn(self._max_batch_size))
+            >> beam.ParDo(
+                _ScoreWithKeyedModelDoFn(self._max_batch_size)
+            ).with_outputs(DRIFT_COUNTS, main="events")
         )

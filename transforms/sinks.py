@@ -1,9 +1,10 @@
-"""File sinks for alerts and dead letters: JSON lines or Avro.
+"""File sinks for alerts, dead letters and drift events.
 
 JSON lines are for people and tools like `jq`; Avro files follow the
 `alert` and `dead_letter` schemas for downstream systems. A dead letter's
-raw payload is base64 in JSON. Unbounded input is written as JSON lines,
-one file per minute of event time.
+raw payload is base64 in JSON. Drift events have no Avro schema and are
+always JSON lines. Unbounded input is written as JSON lines, one file per
+minute of event time.
 """
 
 import base64
@@ -74,18 +75,57 @@ class WriteRecords(beam.PTransform):
         )
 
     def _expand_unbounded(self, records):
-        # Unbounded input needs windows for its files to close: one file
-        # per minute of event time.
         to_json = alert_to_json if self._kind == ALERT else dead_letter_to_json
-        folder, _, stem = self._prefix.rpartition("/")
+        return _write_json_lines_per_minute(records, self._prefix, to_json)
+
+
+def drift_event_to_json(event: dict) -> str:
+    """Serialise a drift event as one JSON line."""
+    return json.dumps(event, default=float)
+
+
+class WriteDriftEvents(beam.PTransform):
+    """Write drift events as JSON lines under a path prefix.
+
+    Args:
+        prefix: Output path without extension, for example
+            ``out/drift_events``, on any Beam filesystem.
+    """
+
+    def __init__(self, prefix: str):
+        super().__init__()
+        self._prefix = prefix
+
+    def expand(self, events):
+        if not events.is_bounded:
+            return _write_json_lines_per_minute(
+                events, self._prefix, drift_event_to_json
+            )
         return (
-            records
-            | "WindowPerMinute" >> beam.WindowInto(window.FixedWindows(60))
-            | "ToJson" >> beam.Map(to_json)
-            | "WriteJsonLineFiles"
-            >> fileio.WriteToFiles(
-                path=folder or ".",
-                file_naming=fileio.default_file_naming(stem, ".jsonl"),
-                shards=1,
+            events
+            | "DriftToJson" >> beam.Map(drift_event_to_json)
+            | "WriteJsonLines"
+            >> beam.io.WriteToText(
+                self._prefix,
+                file_name_suffix=".jsonl",
+                num_shards=1,
+                shard_name_template="",
             )
         )
+
+
+def _write_json_lines_per_minute(records, prefix: str, to_json):
+    # Unbounded input needs windows for its files to close: one file per
+    # minute of event time.
+    folder, _, stem = prefix.rpartition("/")
+    return (
+        records
+        | "WindowPerMinute" >> beam.WindowInto(window.FixedWindows(60))
+        | "ToJson" >> beam.Map(to_json)
+        | "WriteJsonLineFiles"
+        >> fileio.WriteToFiles(
+            path=folder or ".",
+            file_naming=fileio.default_file_naming(stem, ".jsonl"),
+            shards=1,
+        )
+    )

@@ -4,6 +4,9 @@ import json
 import subprocess
 import sys
 
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from pipelines.options import VitalsOptions
 from runners import cli
 from schemas import VITAL_BATCH, write_container
 from tests.core.helpers import batch_record
@@ -44,6 +47,20 @@ def test_invalid_window_rejected():
     )
     assert result.returncode == 2
     assert "not a multiple" in result.stderr
+
+
+def test_invalid_drift_options_rejected():
+    options = PipelineOptions(
+        [
+            "--drift_window_sec=0",
+            "--drift_psi_threshold=-0.1",
+            "--drift_min_rows=0",
+        ]
+    )
+    problems = options.view_as(VitalsOptions).validate_vitals()
+    assert "--drift_window_sec must be positive" in problems
+    assert "--drift_psi_threshold must be positive" in problems
+    assert "--drift_min_rows must be positive" in problems
 
 
 def test_missing_source_rejected():

@@ -74,7 +74,10 @@ def test_versions_score_in_promotion_order():
     feature_rows = tagged | "Rows" >> beam.FlatMap(
         lambda kv: [kv[1]] if kv[0] == "row" else []
     )
-    events = feature_rows | ScoreWindowsWithModelStream(model_updates, shards=2)
+    outputs = feature_rows | ScoreWindowsWithModelStream(
+        model_updates, shards=2
+    )
+    events = outputs.events
     scored = events | beam.Map(
         lambda e: ((e["window_start"]), e["model_version"])
     )

@@ -104,9 +104,14 @@ def shift_of(feature: str, sds: float) -> np.ndarray:
     return shift
 
 
-def synthetic_bundle(version: int, seed: int = 0, **fit_args) -> ModelBundle:
-    """Fit a small model on synthetic rows and stamp a version on it."""
-    rows = synthetic_rows(np.random.default_rng(seed), 500)
+def synthetic_bundle(
+    version: int, seed: int = 0, shift=None, **fit_args
+) -> ModelBundle:
+    """Fit a small model on synthetic rows and stamp a version on it.
+
+    `shift` moves the training rows as in `synthetic_rows`.
+    """
+    rows = synthetic_rows(np.random.default_rng(seed), 500, shift)
     bundle = train.fit(rows, n_estimators=50, seed=seed, **fit_args)
     bundle.version = version
     return bundle

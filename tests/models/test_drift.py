@@ -18,7 +18,7 @@ from apache_beam.transforms import window
 
 from models import drift
 from tests.models.conftest import shift_of, synthetic_bundle, synthetic_rows
-from transforms.drift import MonitorDrift
+from transforms.drift import DriftReference, MonitorDrift
 from transforms.features import FEATURE_NAMES
 
 _WINDOW_SEC = 600
@@ -69,6 +69,29 @@ def test_feature_psi_of_no_rows_is_nan():
     assert math.isnan(
         drift.feature_psi(np.empty((0, 1)), {"x": histogram})["x"]
     )
+
+
+def test_count_bins_matches_bin_counts():
+    rng = np.random.default_rng(3)
+    histograms = {
+        "normal": drift.reference_histogram(rng.normal(size=500)),
+        "constant": drift.reference_histogram(np.full(50, 3.0)),
+        "never_present": drift.reference_histogram(np.full(50, np.nan)),
+    }
+    reference = DriftReference.from_histograms(histograms)
+    edges = histograms["normal"]["edges"]
+    live = rng.normal(size=(40, 3))
+    live[:4, 0] = [edges[0], edges[-1], np.inf, -np.inf]
+    live[4:8, :] = np.nan
+    live[8:12, 1] = 3.0
+    counted = reference.count_bins(live)
+    assert counted["rows"] == 40
+    for i, histogram in enumerate(histograms.values()):
+        bins, missing = drift.bin_counts(live[:, i], histogram["edges"])
+        line = counted["counts"][i]
+        assert line[: len(bins)].tolist() == bins.tolist(), i
+        assert line[len(bins) : -1].sum() == 0, i
+        assert line[-1] == missing, i
 
 
 def _rows_of_window(rng, index: int, shift_sds: float) -> list:
