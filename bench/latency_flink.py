@@ -18,8 +18,8 @@ Runners: FlinkRunner (the default) with LOOPBACK workers, or the
 BundleBasedDirectRunner. NOTE: the BundleBasedDirectRunner with Beam
 2.62.0 rejects the project's Kafka source, a splittable DoFn, when the
 graph is built ("ProcessKeyedElements/GroupByKey ... was not replaced as
-expected"), so no local streaming latency from Kafka exists yet. The
-FlinkRunner path has not been run: docs/benchmarks.md keeps its TODO.
+expected"), so only the FlinkRunner path gives numbers. Results and how
+to read them are in docs/benchmarks.md.
 
     .venv/bin/python -m bench.latency_flink --bootstrap 127.0.0.1:19092
 """
