@@ -285,7 +285,12 @@ def read_records(
     )
     last_log = last_message = time.monotonic()
     while pending:
-        messages = consumer.consume(_MAX_POLL_MESSAGES, _POLL_TIMEOUT_SEC)
+        try:
+            messages = consumer.consume(_MAX_POLL_MESSAGES, _POLL_TIMEOUT_SEC)
+        except KafkaException as error:
+            raise KafkaHistoryError(
+                f"reading {topic} failed: {error.args[0]}"
+            ) from None
         if messages:
             last_message = time.monotonic()
         for message in messages:
