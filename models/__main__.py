@@ -4,6 +4,11 @@ Commands::
 
     # Train on Avro history and store a new version (not promoted):
     python -m models train --input 'out/history/*.avro' --registry models_dir
+    # Train on offsets 100 to 4999 of partition 0 and on all that
+    # partition 1 retains up to its current end:
+    python -m models train --kafka_topic vitals \\
+        --kafka_bootstrap 127.0.0.1:19092 \\
+        --kafka_offsets 0:100-5000,1:earliest-end --registry models_dir
     # Promote a version through the gate, on labelled evaluation data:
     python -m models promote --registry models_dir --version 3 \\
         --eval_input 'out/eval/*.avro' --eval_labels out/eval/ground_truth.jsonl
@@ -50,12 +55,13 @@ or with a Kubernetes CronJob running the project's image::
 Running streaming pipelines pick up a promoted version within
 `--model_refresh_sec` without a restart.
 
-NOTE: training reads Avro files only. `transforms.kafka_io` offers a
-bounded read (`ReadVitalsFromKafka(bounded=True, start_offset="earliest",
-commit_offsets=False)` with a fresh group id) that stops at the high
-watermarks seen at start, but it takes no explicit offset range. Until it
-does, export a topic to Avro with a bounded pipeline run and train on the
-files.
+`train` and `retrain` read their history from `--input` files or from a
+Kafka topic, never both. A Kafka read assigns each partition at its start
+offset, stops before its stop offset, uses a throwaway consumer group and
+commits nothing (see `models.kafka_history`). Messages that do not decode
+are skipped and counted. Add `--kafka_config KEY=VALUE` for TLS or SASL.
+The version's metadata stores the source under "data_window": the file
+paths, or the topic with the offset range read from each partition.
 """
 
 import argparse
@@ -64,12 +70,14 @@ import sys
 
 from apache_beam.io.filesystems import FileSystems
 
-from models import gate, registry, train
+from models import gate, kafka_history, registry, train
 from pipelines.options import VitalsOptions
 
 _LOGGER = logging.getLogger("models")
 _REJECTED_EXIT = 3
 _DEFAULTS = VitalsOptions([])
+# Every partition, from the earliest retained offset to the current end.
+_ALL_RETAINED = "*:earliest-end"
 
 
 def _expand(patterns: list[str]) -> list[str]:
@@ -95,10 +103,10 @@ def _add_training(parser):
     parser.add_argument(
         "--input",
         nargs="+",
-        required=True,
         help="Avro files of VitalReading or VitalBatch records to train on, "
-        "as file patterns.",
+        "as file patterns. Give this or --kafka_topic.",
     )
+    _add_kafka_source(parser)
     parser.add_argument(
         "--window_size_sec",
         type=int,
@@ -137,6 +145,36 @@ def _add_training(parser):
         type=int,
         default=0,
         help="Random seed of the forest. Default 0.",
+    )
+
+
+def _add_kafka_source(parser):
+    parser.add_argument(
+        "--kafka_topic",
+        help="Kafka topic to train on, with one VitalReading or VitalBatch "
+        "single-object payload per message. Give this or --input.",
+    )
+    parser.add_argument(
+        "--kafka_bootstrap",
+        help="Kafka bootstrap servers, host:port[,host:port]. Required "
+        "with --kafka_topic.",
+    )
+    parser.add_argument(
+        "--kafka_offsets",
+        help="Offset ranges to read, PARTITION:START-STOP joined with "
+        "commas, STOP exclusive, for example 0:100-5000,1:0-4200. START "
+        "may be 'earliest', STOP may be 'end' (the end offset when the "
+        "read starts) and PARTITION may be '*' for every partition. "
+        f"Default {_ALL_RETAINED}.",
+    )
+    parser.add_argument(
+        "--kafka_config",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="Extra librdkafka consumer setting, repeatable. Use it for "
+        "SASL and TLS, for example security.protocol=SSL. Values are "
+        "never logged. Default none.",
     )
 
 
@@ -237,14 +275,66 @@ def _evaluation(args, size_ms: int, period_ms: int) -> gate.LabelledRows:
     return evaluation
 
 
+def _check_source(args) -> None:
+    """Check that the training flags name exactly one history source.
+
+    Raises:
+        ValueError: On no source, both sources, a Kafka flag without
+            --kafka_topic, or a malformed --kafka_offsets value.
+    """
+    if args.input and args.kafka_topic:
+        raise ValueError(
+            "--input and --kafka_topic were both given; train on one source"
+        )
+    if not args.input and not args.kafka_topic:
+        raise ValueError("no training history: give --input or --kafka_topic")
+    if args.kafka_topic:
+        if not args.kafka_bootstrap:
+            raise ValueError("--kafka_topic requires --kafka_bootstrap")
+        kafka_history.parse_offsets(args.kafka_offsets or _ALL_RETAINED)
+        return
+    for name in ("kafka_bootstrap", "kafka_offsets"):
+        if getattr(args, name):
+            raise ValueError(f"--{name} requires --kafka_topic")
+    if args.kafka_config:
+        raise ValueError("--kafka_config requires --kafka_topic")
+
+
+def _files_history(args, size_ms: int, period_ms: int):
+    paths = _expand(args.input)
+    table = train.history_table(paths, size_ms, period_ms)
+    return table, {"kind": "files", "paths": paths}
+
+
+def _kafka_history(args, size_ms: int, period_ms: int):
+    specs = kafka_history.parse_offsets(args.kafka_offsets or _ALL_RETAINED)
+    config = VitalsOptions(kafka_config=args.kafka_config).kafka_client_config()
+    consumer = kafka_history.create_consumer(args.kafka_bootstrap, config)
+    try:
+        ranges = kafka_history.resolve_ranges(consumer, args.kafka_topic, specs)
+        summary = kafka_history.ReadSummary()
+        records = kafka_history.read_records(
+            consumer, args.kafka_topic, ranges, summary
+        )
+        table = train.table_from_records(records, size_ms, period_ms)
+    finally:
+        consumer.close()
+    source = kafka_history.describe(args.kafka_topic, ranges, summary)
+    return table, source
+
+
 def _train_version(args) -> int:
     size_ms = args.window_size_sec * 1000
     period_ms = args.window_period_sec * 1000
-    table = train.history_table(_expand(args.input), size_ms, period_ms)
+    if args.kafka_topic:
+        table, source = _kafka_history(args, size_ms, period_ms)
+    else:
+        table, source = _files_history(args, size_ms, period_ms)
     bundle = train.train(
         table,
         size_ms,
         period_ms,
+        source=source,
         n_estimators=args.n_estimators,
         max_samples=args.max_samples,
         contamination=args.contamination,
@@ -330,7 +420,13 @@ def _run_list(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Run one command; return the process exit status."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command in ("train", "retrain"):
+        try:
+            _check_source(args)
+        except ValueError as error:
+            parser.error(str(error))
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s"
     )

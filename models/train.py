@@ -1,10 +1,13 @@
 """Train an Isolation Forest from Avro history with the pipeline's features.
 
-History is read from Avro container files of VitalReading or VitalBatch
-records. Readings are validated and de-duplicated like the pipeline does,
-grouped per patient in event-time order, folded into the rolling baseline
-block by block and summarised with `transforms.features.part_summaries`,
-then merged into the same sliding windows. The rows that come out are
+History is any iterable of decoded VitalReading or VitalBatch records:
+`history_table` reads them from Avro container files, and
+`models.kafka_history` from an offset range of a Kafka topic. Both feed
+`table_from_records`. Readings are validated and de-duplicated like the
+pipeline does, grouped per patient in event-time order, folded into the
+rolling baseline block by block and summarised with
+`transforms.features.part_summaries`, then merged into the same sliding
+windows. The rows that come out are
 exactly the rows the pipeline scores.
 
 `train` fits a model on a `HistoryTable` and records in its metadata what
@@ -118,11 +121,18 @@ class HistoryTable:
 def history_table(
     paths: Iterable[str], size_ms: int, period_ms: int
 ) -> HistoryTable:
-    """Compute the feature rows of every patient in the given Avro files.
+    """Compute the feature rows of every patient in the given Avro files."""
+    records = (record for path in paths for record in read_container(path))
+    return table_from_records(records, size_ms, period_ms)
+
+
+def table_from_records(
+    records: Iterable[dict], size_ms: int, period_ms: int
+) -> HistoryTable:
+    """Compute the feature rows of every patient in decoded records.
 
     Logs the progress every 10 s while it builds the rows.
     """
-    records = (record for path in paths for record in read_container(path))
     per_patient = blocks_from_records(records)
     rows, patient_ids, starts = [], [], []
     first, last = None, None
@@ -190,14 +200,21 @@ def feature_statistics(rows: np.ndarray) -> dict:
 
 
 def train(
-    table: HistoryTable, size_ms: int, period_ms: int, **hyperparameters
+    table: HistoryTable,
+    size_ms: int,
+    period_ms: int,
+    source: dict | None = None,
+    **hyperparameters,
 ) -> ModelBundle:
     """Fit a model on a history and describe its training data.
 
     Args:
-        table: The history, from `history_table`.
+        table: The history, from `history_table` or `table_from_records`.
         size_ms: Window size the rows were computed with.
         period_ms: Window period the rows were computed with.
+        source: Where the history was read from, as JSON-ready values,
+            stored under "source" in the metadata's "data_window". Default
+            none.
         **hyperparameters: Passed to `fit`.
 
     Raises:
@@ -210,6 +227,7 @@ def train(
                 "first_event_ms": table.first_event_ms,
                 "last_event_ms": table.last_event_ms,
                 "patients": len(set(table.patient_ids)),
+                "source": source,
             },
             "window_size_ms": size_ms,
             "window_period_ms": period_ms,

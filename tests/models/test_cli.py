@@ -143,3 +143,92 @@ def test_module_help_runs():
         check=True,
     )
     assert "retrain" in completed.stdout
+
+
+def test_train_records_input_files(tmp_path, training_history):
+    root = str(tmp_path)
+    assert main(_train_args(training_history, root)) == 0
+    source = registry.read_metadata(root, 1)["data_window"]["source"]
+    assert source == {"kind": "files", "paths": [training_history.records]}
+
+
+_KAFKA = ["--kafka_topic", "vitals", "--kafka_bootstrap", "127.0.0.1:1"]
+
+
+@pytest.mark.parametrize(
+    ("source_args", "message"),
+    [
+        ([], "no training history: give --input or --kafka_topic"),
+        (
+            ["--input", "h.avro", *_KAFKA],
+            "--input and --kafka_topic were both given",
+        ),
+        (
+            ["--kafka_topic", "vitals"],
+            "--kafka_topic requires --kafka_bootstrap",
+        ),
+        (
+            ["--input", "h.avro", "--kafka_offsets", "0:0-5"],
+            "--kafka_offsets requires --kafka_topic",
+        ),
+        (
+            ["--input", "h.avro", "--kafka_bootstrap", "127.0.0.1:1"],
+            "--kafka_bootstrap requires --kafka_topic",
+        ),
+        (
+            ["--input", "h.avro", "--kafka_config", "security.protocol=SSL"],
+            "--kafka_config requires --kafka_topic",
+        ),
+        (
+            [*_KAFKA, "--kafka_offsets", "0:100"],
+            "invalid --kafka_offsets entry '0:100'",
+        ),
+        (
+            [*_KAFKA, "--kafka_offsets", "0:5-1"],
+            "invalid --kafka_offsets entry '0:5-1': start offset is after",
+        ),
+        (
+            [*_KAFKA, "--kafka_offsets", "0:0-5,x:0-5"],
+            "invalid --kafka_offsets entry 'x:0-5'",
+        ),
+        (
+            [*_KAFKA, "--kafka_offsets", "0:latest-5"],
+            "invalid --kafka_offsets entry '0:latest-5'",
+        ),
+        (
+            [*_KAFKA, "--kafka_offsets", "0:0-5,0:5-9"],
+            "partition 0 appears more than once",
+        ),
+        (
+            [*_KAFKA, "--kafka_offsets", "*:earliest-end,1:0-5"],
+            "'*' applies to every partition",
+        ),
+    ],
+)
+@pytest.mark.parametrize("command", ["train", "retrain"])
+def test_training_source_rejected(
+    tmp_path, capsys, command, source_args, message
+):
+    args = [command, "--registry", str(tmp_path), *source_args]
+    if command == "retrain":
+        args += ["--eval_input", "e.avro", "--eval_labels", "e.jsonl"]
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+    assert registry.versions(str(tmp_path)) == []
+
+
+def test_kafka_config_value_not_echoed(tmp_path, capsys):
+    args = [
+        "train",
+        "--registry",
+        str(tmp_path),
+        "--input",
+        "h.avro",
+        "--kafka_config",
+        "sasl.password=hunter2",
+    ]
+    with pytest.raises(SystemExit):
+        main(args)
+    assert "hunter2" not in capsys.readouterr().err
