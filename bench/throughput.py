@@ -17,7 +17,8 @@ Three measurements run side by side, interleaved, on the same readings:
 * beam_ad: Beam's `AnomalyDetection` with a PyOD Isolation Forest on every
   reading, run by `bench/beam_anomaly.py` in `.cache/bench-venv`.
 
-Then it sweeps readings per VitalBatch (1, 10, 60, 300) and
+Then it sweeps readings per VitalBatch (1, 10, 60, 300 and 600, which is
+all 10 minutes of a patient in one payload at the default --minutes) and
 `--max_score_batch`, and writes JSON results and PNG plots.
 
     .venv/bin/python -m bench.throughput --out out/bench
@@ -43,7 +44,9 @@ from transforms.readings import CHANNELS
 
 _REPO = pathlib.Path(__file__).resolve().parents[1]
 _BENCH_PYTHON = _REPO / ".cache" / "bench-venv" / "bin" / "python"
-_BATCH_SIZES = (1, 10, 60, 300)
+# The VitalBatch schema sets no maximum. 600 readings is the largest batch
+# the default 10 simulated minutes at 1 Hz fill.
+_BATCH_SIZES = (1, 10, 60, 300, 600)
 _SCORE_BATCHES = (1, 16, 256, 4096)
 
 
