@@ -34,6 +34,9 @@ class Condition:
         channel: Channel reported in the reason.
         test: Maps (block, baseline snapshot) to a boolean array over
             readings; readings it cannot judge are marked by `judged`.
+            It is called once on the whole block, unjudged readings
+            included, so its result for a reading must depend on that
+            reading alone.
         sustain_ms: How long the condition must hold.
         text: Reason sentence template with {value}.
     """
