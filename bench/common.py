@@ -110,15 +110,39 @@ def timed(function: Callable[[], object]) -> tuple[float, object]:
     return time.perf_counter() - started, result
 
 
-def summarize_runs(seconds: list[float], readings: int) -> dict:
-    """Readings per second of repeated runs: best, median and every run."""
+def timed_cpu(function: Callable[[], object]) -> tuple[float, float, object]:
+    """Run `function` once; return (wall seconds, CPU seconds, its result).
+
+    CPU seconds are this process's, all threads included. On a shared
+    machine they vary less with other jobs' load than wall seconds do.
+    """
+    started, started_cpu = time.perf_counter(), time.process_time()
+    result = function()
+    cpu = time.process_time() - started_cpu
+    return time.perf_counter() - started, cpu, result
+
+
+def summarize_runs(
+    seconds: list[float], readings: int, cpu_seconds: list[float] = ()
+) -> dict:
+    """Readings per second of repeated runs: best, median and every run.
+
+    With `cpu_seconds`, also readings per CPU second, best and median.
+    """
     best = min(seconds)
-    return {
+    summary = {
         "readings": readings,
         "seconds": [round(s, 3) for s in seconds],
         "best_per_s": round(readings / best),
         "median_per_s": round(readings / statistics.median(seconds)),
     }
+    if cpu_seconds:
+        summary["cpu_seconds"] = [round(s, 3) for s in cpu_seconds]
+        summary["best_per_cpu_s"] = round(readings / min(cpu_seconds))
+        summary["median_per_cpu_s"] = round(
+            readings / statistics.median(cpu_seconds)
+        )
+    return summary
 
 
 def write_json(path: pathlib.Path, data: dict) -> None:

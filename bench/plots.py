@@ -48,13 +48,22 @@ def plot_compare(results: dict, images: pathlib.Path) -> None:
 
 def plot_sweep(sweep: dict, xlabel: str, title: str, path: pathlib.Path):
     """Line chart of readings/s over one swept setting."""
-    sizes = [int(size) for size in sweep]
-    rates = [sweep[str(size)]["best_per_s"] for size in sizes]
+    # JSON keys are strings and sort as text ("300" before "60").
+    sizes = sorted(int(size) for size in sweep)
+    runs = [sweep[str(size)] for size in sizes]
     figure, axes = plt.subplots(figsize=(6, 3.5))
-    axes.plot(sizes, rates, marker="o")
+    axes.plot(sizes, [r["best_per_s"] for r in runs], marker="o", label="wall")
+    if all("best_per_cpu_s" in r for r in runs):
+        axes.plot(
+            sizes,
+            [r["best_per_cpu_s"] for r in runs],
+            marker="s",
+            label="CPU",
+        )
+        axes.legend()
     axes.set_xscale("log")
     axes.set_xlabel(xlabel)
-    axes.set_ylabel("readings/s (best of runs)")
+    axes.set_ylabel("readings per wall or CPU second")
     axes.set_title(title)
     axes.grid(True, alpha=0.3)
     _save(figure, path)

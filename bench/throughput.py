@@ -10,14 +10,15 @@ Three measurements run side by side, interleaved, on the same readings:
 * pipeline: `build_pipeline` on the FnApiRunner (decode, validate, patient
   state, sliding windows, batched scoring, alert suppression, alerts
   written as JSON lines), timed from `run()` to the end of
-  `wait_until_finish()`;
+  `wait_until_finish()`, in wall and in CPU seconds;
 * floor: the same steps without Beam. The parsing and patient-state DoFns
   are called directly, windows are merged with `transforms.features` and
   rows scored with the same `ModelBundle` and `explain`;
 * beam_ad: Beam's `AnomalyDetection` with a PyOD Isolation Forest on every
   reading, run by `bench/beam_anomaly.py` in `.cache/bench-venv`.
 
-Then it sweeps readings per VitalBatch (1, 10, 60, 300) and
+Then it sweeps readings per VitalBatch (1, 10, 60, 300 and 600, which is
+all 10 minutes of a patient in one payload at the default --minutes) and
 `--max_score_batch`, and writes JSON results and PNG plots.
 
     .venv/bin/python -m bench.throughput --out out/bench
@@ -43,12 +44,18 @@ from transforms.readings import CHANNELS
 
 _REPO = pathlib.Path(__file__).resolve().parents[1]
 _BENCH_PYTHON = _REPO / ".cache" / "bench-venv" / "bin" / "python"
-_BATCH_SIZES = (1, 10, 60, 300)
+# The VitalBatch schema sets no maximum. 600 readings is the largest batch
+# the default 10 simulated minutes at 1 Hz fill.
+_BATCH_SIZES = (1, 10, 60, 300, 600)
 _SCORE_BATCHES = (1, 16, 256, 4096)
 
 
 def _run_measured(payloads, registry_root, max_score_batch, out_dir):
-    """Run the pipeline once; return (seconds, counters, batch sizes)."""
+    """Run the pipeline once.
+
+    Returns:
+        (wall seconds, CPU seconds, counters, score batch sizes).
+    """
     options = PipelineOptions(
         [
             f"--model_registry={registry_root}",
@@ -65,10 +72,11 @@ def _run_measured(payloads, registry_root, max_score_batch, out_dir):
         holder["result"] = pipeline.run()
         holder["result"].wait_until_finish()
 
-    seconds, _ = common.timed(run)
+    seconds, cpu_seconds, _ = common.timed_cpu(run)
     result = holder["result"]
     batches = summary.distributions(result).get("score_batch_size")
-    return seconds, summary.counters(result), _distribution(batches)
+    counters = summary.counters(result)
+    return seconds, cpu_seconds, counters, _distribution(batches)
 
 
 def _distribution(value) -> dict | None:
@@ -121,21 +129,25 @@ def compare(args, root, work) -> dict:
     _write_readings(sim, readings_path)
     bundle = registry.load_current(root)
     times = {"pipeline": [], "floor": [], "beam_ad": []}
+    cpu_times = {"pipeline": [], "floor": [], "beam_ad": []}
     for repeat in range(args.repeats):
         common.progress(f"compare: repeat {repeat + 1}/{args.repeats}")
-        seconds, _ = common.timed(
+        seconds, cpu_seconds, _ = common.timed_cpu(
             lambda: floor.run(payloads, bundle, args.max_score_batch)
         )
         times["floor"].append(seconds)
-        seconds, counters, batches = _run_measured(
+        cpu_times["floor"].append(cpu_seconds)
+        seconds, cpu_seconds, counters, batches = _run_measured(
             payloads, root, args.max_score_batch, work / f"run{repeat}"
         )
         times["pipeline"].append(seconds)
+        cpu_times["pipeline"].append(cpu_seconds)
         if not args.skip_beam_ad:
             ad = _run_beam_ad(readings_path)
             times["beam_ad"].append(ad["seconds"][0])
+            cpu_times["beam_ad"].append(ad["cpu_seconds"][0])
     results = {
-        name: common.summarize_runs(seconds, readings)
+        name: common.summarize_runs(seconds, readings, cpu_times[name])
         for name, seconds in times.items()
         if seconds
     }
@@ -153,18 +165,19 @@ def sweep_batch_sizes(args, root, work) -> dict:
             args.sweep_patients, args.minutes * 60, batch_size, args.seed
         )
         payloads = list(sim.payloads())
-        seconds = []
+        seconds, cpu_seconds = [], []
         for repeat in range(args.sweep_repeats):
             common.progress(
                 f"batch size {batch_size}: repeat {repeat + 1}/"
                 f"{args.sweep_repeats}"
             )
-            elapsed, _, _ = _run_measured(
+            elapsed, cpu, _, _ = _run_measured(
                 payloads, root, args.max_score_batch, work / "sweep"
             )
             seconds.append(elapsed)
+            cpu_seconds.append(cpu)
         results[str(batch_size)] = common.summarize_runs(
-            seconds, len(sim.columns["sequence"])
+            seconds, len(sim.columns["sequence"]), cpu_seconds
         )
     return results
 
@@ -177,18 +190,20 @@ def sweep_score_batches(args, root, work) -> dict:
     payloads = list(sim.payloads())
     results = {}
     for max_batch in _SCORE_BATCHES:
-        seconds = []
+        seconds, cpu_seconds = [], []
         for repeat in range(args.sweep_repeats):
             common.progress(
                 f"max_score_batch {max_batch}: repeat "
                 f"{repeat + 1}/{args.sweep_repeats}"
             )
-            elapsed, _, batches = _run_measured(
+            elapsed, cpu, _, batches = _run_measured(
                 payloads, root, max_batch, work / "sweep"
             )
             seconds.append(elapsed)
+            cpu_seconds.append(cpu)
+        readings = len(sim.columns["sequence"])
         results[str(max_batch)] = {
-            **common.summarize_runs(seconds, len(sim.columns["sequence"])),
+            **common.summarize_runs(seconds, readings, cpu_seconds),
             "score_batch_size": batches,
         }
     return results

@@ -63,11 +63,14 @@ class Baseline:
             len(block) / 60.0,
         )
         elapsed_min = min(elapsed_min, 60.0)
-        for row, name in enumerate(BASELINE_CHANNELS):
-            x = block.values[name][good]
-            x = x[~np.isnan(x)]
-            if len(x):
-                self._update_channel(row, float(np.median(x)), elapsed_min)
+        medians = _row_medians(
+            np.vstack([block.values[name] for name in BASELINE_CHANNELS])[
+                :, good
+            ]
+        )
+        for row, median in enumerate(medians):
+            if median is not None:
+                self._update_channel(row, median, elapsed_min)
         self.last_update_ms = max(self.last_update_ms, t_last)
 
     def _update_channel(self, row: int, value: float, elapsed_min: float):
@@ -89,3 +92,23 @@ class Baseline:
         self.center[row] += alpha * (value - self.center[row])
         self.scale[row] += alpha * (deviation - self.scale[row])
         self.minutes_seen[row] += elapsed_min
+
+
+def _row_medians(matrix: np.ndarray) -> list[float | None]:
+    """Compute each row's median of non-NaN values, None if there are none.
+
+    One sort of the whole matrix replaces a `np.median` call per row. NaN
+    sorts last, so the k values of a row come first, and the mean of its
+    middle pair is what `np.median` returns for the same values.
+    """
+    ordered = np.sort(matrix, axis=1)
+    counts = np.count_nonzero(~np.isnan(matrix), axis=1).tolist()
+    medians = []
+    for row, count in enumerate(counts):
+        if count == 0:
+            medians.append(None)
+            continue
+        low = ordered[row, (count - 1) // 2]
+        high = ordered[row, count // 2]
+        medians.append(float((low + high) / 2))
+    return medians

@@ -38,6 +38,11 @@ def split_new(seen: DeviceSeen, sequence: np.ndarray):
     bits = np.unpackbits(np.frombuffer(seen.packed_bits, dtype=np.uint8))
     bits = bits.astype(bool)
     old_max = seen.max_sequence
+    if len(sequence) and _all_newer(sequence, old_max):
+        # The usual case: every reading follows the device's latest.
+        new = np.ones(len(sequence), dtype=bool)
+        _record(seen, bits, sequence, old_max)
+        return new, ~new, ~new
     too_old = sequence <= old_max - WINDOW
     in_window = ~too_old & (sequence <= old_max)
     duplicate = np.zeros(len(sequence), dtype=bool)
@@ -49,6 +54,13 @@ def split_new(seen: DeviceSeen, sequence: np.ndarray):
     new = ~duplicate & ~too_old
     _record(seen, bits, sequence[new], old_max)
     return new, duplicate, too_old
+
+
+def _all_newer(sequence: np.ndarray, old_max: int) -> bool:
+    """Check that the numbers rise strictly and all exceed `old_max`."""
+    return bool(sequence[0] > old_max) and bool(
+        np.all(sequence[1:] > sequence[:-1])
+    )
 
 
 def _record(seen, bits, new_sequence, old_max):

@@ -34,6 +34,9 @@ class Condition:
         channel: Channel reported in the reason.
         test: Maps (block, baseline snapshot) to a boolean array over
             readings; readings it cannot judge are marked by `judged`.
+            It is called once on the whole block, unjudged readings
+            included, so its result for a reading must depend on that
+            reading alone.
         sustain_ms: How long the condition must hold.
         text: Reason sentence template with {value}.
     """
@@ -138,24 +141,48 @@ CONDITIONS = (
 )
 
 
-def _judged(block: ReadingBlock, condition: Condition, has_ecg: bool):
-    """Readings a condition can judge: clean, with the channel present."""
-    good = block.values["signal_quality"] >= MIN_SIGNAL_QUALITY
-    if condition.kind == "asystole":
-        return good & has_ecg
-    return good & ~np.isnan(block.values[condition.channel])
+def _judged(block: ReadingBlock, conditions, good, has_ecg: bool):
+    """Readings each condition can judge: clean, with the channel present."""
+    present = {}
+    rows = []
+    for condition in conditions:
+        if condition.kind == "asystole":
+            rows.append(good & has_ecg)
+            continue
+        if condition.channel not in present:
+            present[condition.channel] = ~np.isnan(
+                block.values[condition.channel]
+            )
+        rows.append(good & present[condition.channel])
+    return np.vstack(rows)
 
 
-def _run_starts(active: np.ndarray, times: np.ndarray, carry_start: int):
+def _previous_judged_active(judged, active, carry_active):
+    """Per reading, whether the condition held at the last judged reading.
+
+    Readings a condition cannot judge neither extend nor break its run, so
+    a run continues across them. Before the first judged reading of the
+    block, the run carried over from the previous block counts.
+    """
+    index = np.arange(judged.shape[1])
+    last_judged = np.maximum.accumulate(np.where(judged, index, -1), axis=1)
+    before = np.empty_like(last_judged)
+    before[:, 0] = -1
+    before[:, 1:] = last_judged[:, :-1]
+    rows = np.arange(judged.shape[0])[:, None]
+    previous = active[rows, np.maximum(before, 0)]
+    return np.where(before >= 0, previous, carry_active[:, None]), last_judged
+
+
+def _run_starts(active, opens, times, carry_start):
     """Start time of the run each active reading belongs to."""
-    index = np.arange(len(active))
-    previous = np.concatenate([[carry_start != _NO_RUN], active[:-1]])
-    opens = active & ~previous
-    start_index = np.maximum.accumulate(np.where(opens, index, -1))
-    starts = np.where(
-        start_index >= 0, times[np.maximum(start_index, 0)], carry_start
+    index = np.arange(active.shape[1])
+    start_index = np.maximum.accumulate(np.where(opens, index, -1), axis=1)
+    return np.where(
+        start_index >= 0,
+        times[np.maximum(start_index, 0)],
+        carry_start[:, None],
     )
-    return starts
 
 
 def check(
@@ -165,6 +192,10 @@ def check(
     has_ecg: bool,
 ) -> list[dict]:
     """Run every condition over a time-sorted block.
+
+    All conditions are evaluated together on (condition, reading) arrays,
+    because the cost of a block is mostly the number of NumPy calls, not
+    the number of readings.
 
     Args:
         block: Readings sorted by event time.
@@ -177,49 +208,72 @@ def check(
     Returns:
         New events, as partial Alert records.
     """
+    warm = not np.isnan(baseline[0, 0])
+    numbers = [
+        number
+        for number, condition in enumerate(CONDITIONS)
+        if warm or not condition.needs_baseline
+    ]
+    if not numbers or len(block) == 0:
+        return []
+    conditions = [CONDITIONS[number] for number in numbers]
+    good = block.values["signal_quality"] >= MIN_SIGNAL_QUALITY
+    judged = _judged(block, conditions, good, has_ecg)
+    with np.errstate(invalid="ignore"):
+        tests = [np.asarray(c.test(block, baseline)) for c in conditions]
+    active = judged & np.vstack(tests).astype(bool)
+    carried = [runs.get(number, (_NO_RUN, _NO_RUN)) for number in numbers]
+    carry_start = np.array([start for start, _ in carried], dtype=np.int64)
+    fired_start = np.array([fired for _, fired in carried], dtype=np.int64)
+    previous, last_judged = _previous_judged_active(
+        judged, active, carry_start != _NO_RUN
+    )
+    times = block.event_time_ms
+    starts = _run_starts(active, active & ~previous, times, carry_start)
+    sustain = np.array([c.sustain_ms for c in conditions])[:, None]
+    duration = np.where(active, times - starts, -1)
+    eligible = (duration >= sustain) & (starts != fired_start[:, None])
+    return _advance_runs(
+        block, numbers, active, starts, eligible, last_judged, runs, baseline
+    )
+
+
+def _advance_runs(
+    block, numbers, active, starts, eligible, last_judged, runs, baseline
+):
+    # NOTE: when two separate episodes of one condition reach their sustain
+    # time inside one block, only the first raises an event.
     events = []
-    for number, condition in enumerate(CONDITIONS):
-        if condition.needs_baseline and np.isnan(baseline[0, 0]):
+    first_hits = np.argmax(eligible, axis=1)
+    has_hit = eligible.any(axis=1)
+    last = last_judged[:, -1]
+    for row, number in enumerate(numbers):
+        if last[row] < 0:
+            # Nothing judged: the run neither extends nor breaks.
             continue
-        judged = _judged(block, condition, has_ecg)
-        if not judged.any():
-            continue
-        sub = block.take(judged)
-        with np.errstate(invalid="ignore"):
-            active = np.asarray(condition.test(sub, baseline), dtype=bool)
-        event = _advance_run(sub, active, condition, number, runs, baseline)
-        # ECG and PPG may both show the same episode: report it once.
-        seen = {(e["kind"], e["tier"]) for e in events}
-        if event is not None and (event["kind"], event["tier"]) not in seen:
-            events.append(event)
+        condition = CONDITIONS[number]
+        fired = runs.get(number, (_NO_RUN, _NO_RUN))[1]
+        if has_hit[row]:
+            first = first_hits[row]
+            start_ms = starts[row, first]
+            event = _event(block, condition, first, start_ms, baseline)
+            fired = int(start_ms)
+            # ECG and PPG may both show the same episode: report it once.
+            seen = {(e["kind"], e["tier"]) for e in events}
+            if (event["kind"], event["tier"]) not in seen:
+                events.append(event)
+        if active[row, last[row]]:
+            open_start = int(starts[row, last[row]])
+            still_fired = fired if open_start == fired else _NO_RUN
+            runs[number] = (open_start, still_fired)
+        else:
+            runs[number] = (_NO_RUN, _NO_RUN)
     return events
 
 
-def _advance_run(sub, active, condition, number, runs, baseline):
-    # NOTE: when two separate episodes of one condition reach their sustain
-    # time inside one block, only the first raises an event.
-    carry_start, fired_start = runs.get(number, (_NO_RUN, _NO_RUN))
-    starts = _run_starts(active, sub.event_time_ms, carry_start)
-    duration = np.where(active, sub.event_time_ms - starts, -1)
-    eligible = (duration >= condition.sustain_ms) & (starts != fired_start)
-    hits = np.flatnonzero(eligible)
-    event = None
-    if len(hits):
-        first = hits[0]
-        event = _event(sub, condition, first, starts[first], baseline)
-        fired_start = int(starts[first])
-    if active[-1]:
-        open_start = int(starts[-1])
-        still_fired = fired_start if open_start == fired_start else _NO_RUN
-        runs[number] = (open_start, still_fired)
-    else:
-        runs[number] = (_NO_RUN, _NO_RUN)
-    return event
-
-
-def _event(sub, condition, index, start_ms, baseline) -> dict:
-    time_ms = int(sub.event_time_ms[index])
-    value = float(sub.values[condition.channel][index])
+def _event(block, condition, index, start_ms, baseline) -> dict:
+    time_ms = int(block.event_time_ms[index])
+    value = float(block.values[condition.channel][index])
     center = None
     if condition.channel in BASELINE_CHANNELS:
         known = baseline[BASELINE_CHANNELS.index(condition.channel), 0]
@@ -229,7 +283,7 @@ def _event(sub, condition, index, start_ms, baseline) -> dict:
         value=value, duration=duration_s, baseline=center or 0.0
     )
     return {
-        "patient_id": sub.patient_id,
+        "patient_id": block.patient_id,
         "kind": condition.kind,
         "tier": condition.tier,
         "event_time": time_ms,

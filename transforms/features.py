@@ -38,6 +38,8 @@ MIN_SIGNAL_QUALITY = 0.5
 _N, _SUM, _SUMSQ, _MIN, _MAX, _SUM_T, _SUM_TT, _SUM_TX = range(8)
 _STATS = 8
 _MS_PER_MIN = 60_000.0
+# Statistics of a channel without readings, with neutral extremes.
+_EMPTY_STATS = np.array([0, 0, 0, np.inf, -np.inf, 0, 0, 0], dtype=float)
 
 FEATURE_NAMES = (
     "hr_mean_bpm",
@@ -118,24 +120,52 @@ def summarize(block: ReadingBlock, baseline: np.ndarray) -> Summary:
     t_ref = int(times.min())
     good = block.values["signal_quality"] >= MIN_SIGNAL_QUALITY
     t = (times[good] - t_ref) / _MS_PER_MIN
-    stats = np.zeros((len(STAT_CHANNELS), _STATS))
-    for row, name in enumerate(STAT_CHANNELS):
-        x = block.values[name][good]
-        present = ~np.isnan(x)
-        stats[row] = _channel_stats(t[present], x[present])
+    values = np.vstack([block.values[name] for name in STAT_CHANNELS])
     return Summary(
         t_ref,
         int(times.max()),
-        stats,
+        _stats_matrix(t, values[:, good]),
         len(block),
-        int(good.sum()),
+        int(np.count_nonzero(good)),
         baseline,
     )
 
 
+def _stats_matrix(t: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Compute the statistics of each row of `values` over its non-NaN values.
+
+    Rows without NaN, the usual case, are computed together. Rows with
+    some NaN are compressed one by one, so every sum adds the same values
+    in the same order as for a row without gaps.
+    """
+    stats = np.empty((len(values), _STATS))
+    stats[:] = _EMPTY_STATS
+    present = ~np.isnan(values)
+    complete = present.all(axis=1)
+    if len(t) and complete.any():
+        x = values[complete]
+        stats[complete] = np.column_stack(
+            [
+                np.full(len(x), float(len(t))),
+                x.sum(axis=1),
+                (x * x).sum(axis=1),
+                x.min(axis=1),
+                x.max(axis=1),
+                np.full(len(x), t.sum()),
+                np.full(len(x), (t * t).sum()),
+                (t * x).sum(axis=1),
+            ]
+        )
+    partial = np.flatnonzero(~complete & present.any(axis=1))
+    for row in partial.tolist():
+        mask = present[row]
+        stats[row] = _channel_stats(t[mask], values[row][mask])
+    return stats
+
+
 def _channel_stats(t: np.ndarray, x: np.ndarray) -> np.ndarray:
     if len(x) == 0:
-        return np.array([0, 0, 0, np.inf, -np.inf, 0, 0, 0], dtype=float)
+        return _EMPTY_STATS.copy()
     return np.array(
         [
             len(x),
@@ -150,17 +180,20 @@ def _channel_stats(t: np.ndarray, x: np.ndarray) -> np.ndarray:
     )
 
 
-def _shifted(stats: np.ndarray, shift_min: float) -> np.ndarray:
-    """Re-express the time sums of `stats` with t' = t + shift_min."""
-    if shift_min == 0:
-        return stats
+def _shifted(stats: np.ndarray, shift_min: np.ndarray) -> np.ndarray:
+    """Re-express the time sums of stacked `stats` with t' = t + shift_min.
+
+    Args:
+        stats: Statistics of k summaries, shape (k, channels, 8).
+        shift_min: Shift of each summary in minutes, shape (k, 1).
+    """
     out = stats.copy()
-    n, sum_t, sum_x = stats[:, _N], stats[:, _SUM_T], stats[:, _SUM]
-    out[:, _SUM_T] = sum_t + n * shift_min
-    out[:, _SUM_TT] = (
-        stats[:, _SUM_TT] + 2 * shift_min * sum_t + n * shift_min**2
+    n, sum_t, sum_x = stats[..., _N], stats[..., _SUM_T], stats[..., _SUM]
+    out[..., _SUM_T] = sum_t + n * shift_min
+    out[..., _SUM_TT] = (
+        stats[..., _SUM_TT] + 2 * shift_min * sum_t + n * shift_min**2
     )
-    out[:, _SUM_TX] = stats[:, _SUM_TX] + shift_min * sum_x
+    out[..., _SUM_TX] = stats[..., _SUM_TX] + shift_min * sum_x
     return out
 
 
@@ -169,17 +202,17 @@ def merge(summaries) -> Summary | None:
     summaries = [s for s in summaries if s is not None]
     if not summaries:
         return None
-    earliest = min(summaries, key=lambda s: s.t_ref_ms)
-    t_ref = earliest.t_ref_ms
-    stats = np.zeros((len(STAT_CHANNELS), _STATS))
-    stats[:, _MIN] = np.inf
-    stats[:, _MAX] = -np.inf
-    for s in summaries:
-        shifted = _shifted(s.stats, (s.t_ref_ms - t_ref) / _MS_PER_MIN)
-        additive = [_N, _SUM, _SUMSQ, _SUM_T, _SUM_TT, _SUM_TX]
-        stats[:, additive] += shifted[:, additive]
-        stats[:, _MIN] = np.minimum(stats[:, _MIN], shifted[:, _MIN])
-        stats[:, _MAX] = np.maximum(stats[:, _MAX], shifted[:, _MAX])
+    refs = [s.t_ref_ms for s in summaries]
+    t_ref = min(refs)
+    shift_min = (np.array(refs, dtype=np.int64) - t_ref) / _MS_PER_MIN
+    shifted = _shifted(
+        np.stack([s.stats for s in summaries]), shift_min[:, None]
+    )
+    # Sums over the first axis add the summaries in list order, as a loop
+    # would, so the result does not depend on how a runner batches merges.
+    stats = shifted.sum(axis=0)
+    stats[:, _MIN] = shifted[..., _MIN].min(axis=0)
+    stats[:, _MAX] = shifted[..., _MAX].max(axis=0)
     return Summary(
         t_ref,
         max(s.t_last_ms for s in summaries),

@@ -35,7 +35,7 @@ from apache_beam.utils.timestamp import Timestamp
 from transforms import dedup, fast_checks, validate
 from transforms.baseline import Baseline
 from transforms.features import part_summaries
-from transforms.readings import ReadingBlock
+from transforms.readings import ReadingBlock, sort_by_time
 
 LATE_TAG = "late"
 EVENTS_TAG = "events"
@@ -175,8 +175,7 @@ class _TrackPatientDoFn(beam.DoFn):
         fresh = block.event_time_ms > patient.last_checked_ms
         if not fresh.any():
             return
-        ordered = block.take(fresh)
-        ordered = ordered.take(np.argsort(ordered.event_time_ms, kind="stable"))
+        ordered = sort_by_time(block if fresh.all() else block.take(fresh))
         yield from self._gap_event(patient, ordered)
         patient.has_ecg |= bool(
             (~np.isnan(ordered.values["heart_rate_bpm"])).any()

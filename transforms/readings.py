@@ -149,6 +149,16 @@ def concat(blocks: list[ReadingBlock]) -> ReadingBlock:
     )
 
 
+def sort_by_time(block: ReadingBlock) -> ReadingBlock:
+    """Return the block in event-time order, stable for equal times.
+
+    Blocks usually arrive sorted, and then the block itself is returned.
+    """
+    if np.all(block.event_time_ms[1:] >= block.event_time_ms[:-1]):
+        return block
+    return block.take(np.argsort(block.event_time_ms, kind="stable"))
+
+
 def split_by_period(block: ReadingBlock, period_ms: int) -> list[ReadingBlock]:
     """Split a block so each part lies within one aligned event-time period.
 
@@ -159,8 +169,7 @@ def split_by_period(block: ReadingBlock, period_ms: int) -> list[ReadingBlock]:
     Returns:
         Parts in ascending period order, each sorted by event time.
     """
-    order = np.argsort(block.event_time_ms, kind="stable")
-    ordered = block.take(order)
+    ordered = sort_by_time(block)
     periods = ordered.event_time_ms // period_ms
     cuts = np.flatnonzero(np.diff(periods)) + 1
     if len(cuts) == 0:

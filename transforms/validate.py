@@ -27,6 +27,9 @@ VALID_RANGES = {
     "rr_rmssd_ms": (0.0, 1000.0),
 }
 
+_LOWS = np.array([[low] for low, _ in VALID_RANGES.values()])
+_HIGHS = np.array([[high] for _, high in VALID_RANGES.values()])
+
 # Devices sync their clocks, so a reading more than this far ahead of the
 # pipeline's clock has a wrong timestamp, not an early arrival.
 MAX_FUTURE_SKEW_MS = 5 * 60 * 1000
@@ -75,6 +78,8 @@ def invalid_reasons(
         found; the detail lists every problem.
     """
     now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+    if not nan_masks and _all_valid(block, now_ms, max_future_skew_ms):
+        return np.ones(len(block), dtype=bool), []
     problems = [[] for _ in range(len(block))]
     for name, mask in nan_masks.items():
         for i in np.flatnonzero(mask):
@@ -88,6 +93,24 @@ def invalid_reasons(
         if found
     ]
     return valid, reasons
+
+
+def _all_valid(block: ReadingBlock, now_ms: int, max_skew_ms: int) -> bool:
+    """Check in a few array operations that no reading has a problem.
+
+    NaN compares false, so absent channels pass here, and a missing
+    signal quality is caught by its own test.
+    """
+    values = np.vstack([block.values[name] for name in VALID_RANGES])
+    with np.errstate(invalid="ignore"):
+        out_of_range = (values < _LOWS) | (values > _HIGHS)
+    times = block.event_time_ms
+    return not (
+        out_of_range.any()
+        or np.isnan(block.values["signal_quality"]).any()
+        or (times > now_ms + max_skew_ms).any()
+        or (times < MIN_EVENT_TIME_MS).any()
+    )
 
 
 def _check_ranges(block: ReadingBlock, problems: list) -> None:
