@@ -205,6 +205,7 @@ def _direct_read(broker, topic, partition, max_out_of_orderness_sec):
         {"bootstrap.servers": broker.bootstrap, "group.id": "direct"},
         max_out_of_orderness_sec,
         commit_offsets=False,
+        max_read_sec=kafka_io.DEFAULT_MAX_READ_SEC,
     )
     dofn.setup()
     restriction = OffsetRange(0, kafka_io._UNBOUNDED_STOP)
