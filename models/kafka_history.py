@@ -25,6 +25,7 @@ from collections.abc import Iterator
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from schemas import DecodeError, decode_payload
+from transforms.kafka_io import client_config
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -141,16 +142,17 @@ def create_consumer(bootstrap: str, config: dict[str, str]) -> Consumer:
             message names the error code only, because a value can be a
             secret.
     """
-    merged = {"bootstrap.servers": bootstrap, **config}
-    merged.update(
-        {
+    merged = client_config(
+        bootstrap,
+        config,
+        **{
             "group.id": f"vitalwatch-train-{uuid.uuid4().hex}",
             "enable.auto.commit": False,
             "enable.auto.offset.store": False,
             # A range that retention deletes during the read fails
             # instead of silently jumping to another offset.
             "auto.offset.reset": "error",
-        }
+        },
     )
     try:
         return Consumer(merged)

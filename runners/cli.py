@@ -52,9 +52,9 @@ _OPTION_GROUPS = (
 # finishes a bundle that is open when a checkpoint starts inside the
 # snapshot, keeps that bundle's output in operator state, and emits it only
 # when its next bundle starts. A stage that receives one element and then
-# nothing (the Kafka partition list, a single alert) holds its output until
-# more input arrives, possibly forever, or until a job restored from the
-# checkpoint runs.
+# nothing (the Kafka partition list, a single alert) keeps its output back
+# until more input arrives, possibly forever, or until a job restored from
+# the checkpoint runs.
 FLINK_DEFAULTS = ("--finish_bundle_before_checkpointing",)
 
 # Options of the Java FlinkPipelineOptions (beam-runners-flink 2.62.0) that

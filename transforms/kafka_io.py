@@ -122,7 +122,7 @@ _FATAL_READ_ERRORS = (
 )
 
 
-def _client_config(
+def client_config(
     bootstrap_servers: str, config: dict | None, **required
 ) -> dict:
     """Merge user settings with the settings this module depends on."""
@@ -498,7 +498,7 @@ class ReadVitalsFromKafka(beam.PTransform):
         self._topics = topics
         self._bootstrap_servers = bootstrap_servers
         self._group_id = group_id
-        self._consumer_config = _client_config(
+        self._consumer_config = client_config(
             bootstrap_servers,
             config,
             **{
@@ -628,7 +628,7 @@ class WriteToKafkaTopic(beam.PTransform):
         super().__init__()
         self._topic = topic
         self._bootstrap_servers = bootstrap_servers
-        self._producer_config = _client_config(
+        self._producer_config = client_config(
             bootstrap_servers,
             config,
             **{"enable.idempotence": True, "acks": "all"},

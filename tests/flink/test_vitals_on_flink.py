@@ -527,9 +527,9 @@ def test_promoted_model_reaches_running_job(
 ):
     """The keyed-state model path on Flink, with a promotion mid-run.
 
-    The registry is polled by PeriodicImpulse; each promoted version is
-    broadcast to the scoring shards and kept in keyed state, which must
-    checkpoint (a side input here cannot, see transforms/keyed_scoring).
+    PeriodicImpulse polls the registry, and each promoted version goes to
+    every scoring shard's keyed state. That state must checkpoint, which a
+    side input cannot do here (transforms/keyed_scoring.py).
     """
     bootstrap, rest = kafka_broker.bootstrap, flink_cluster.rest
     root = str(tmp_path / "registry")
@@ -537,9 +537,9 @@ def test_promoted_model_reaches_running_job(
     # Scoring waits for the model stream's watermark, which PeriodicImpulse
     # keeps at the wall clock, so this replay ends about now instead of
     # ahead of it. A window is scored when it spans at least half of its
-    # 5 minutes: the 250th reading closes the window that ends 180 s into
-    # the replay and the last one the window that ends at 240 s, which
-    # gives one row for each model.
+    # 5 minutes. The 250th reading closes the window that ends 180 s into
+    # the replay, and the last reading closes the one that ends at 240 s,
+    # so each model scores one row.
     minute_ms = 60_000
     start_ms = (int(time.time() * 1000) - 240_000) // minute_ms * minute_ms
     try:
