@@ -8,19 +8,26 @@ arXiv:1510.03336) scores a streaming detector on labelled series:
   ``min(floor(0.15 * rows), 0.15 * 5000)``. Detections there are ignored
   and those rows are not counted.
 * Each labelled anomaly window is a span of rows. Only the first
-  detection inside a window counts, and it earns ``tp_weight`` times the
-  scaled sigmoid of its relative position, so an early detection earns
-  almost 1 and one at the window's last row almost 0. Later detections in
-  the same window earn nothing and cost nothing.
-* A window without a detection costs ``fn_weight``.
+  detection inside a window counts. It earns ``tp_weight`` times the
+  scaled sigmoid of its relative position, divided by the sigmoid's value
+  at the window's first row, so a detection at the first row earns
+  exactly ``tp_weight`` and one at the last row little. Later detections
+  in the same window earn nothing and cost nothing.
+* A window without a detection costs ``fn_weight``. A window that lies
+  wholly inside the probation period is not scored.
 * A detection outside every window is a false positive. Before the first
   window it costs ``fp_weight``. After a window it costs ``fp_weight``
-  times the sigmoid of its distance past that window's end, in window
-  lengths: almost nothing right after the window and the full weight from
-  about one window length on.
+  times the sigmoid of its distance past that window's last row, in units
+  of the window's width minus one row: almost nothing right after the
+  window and the full weight from about one window width on.
 * Corpus scores are normalised so that the null detector, which detects
   nothing, scores 0 and a perfect detector, which detects every window at
   its first row and nothing else, scores 100.
+
+These rules follow the scoring code of NAB v1.1 (``nab/sweeper.py`` and
+the normalisation in ``nab/runner.py`` of github.com/numenta/NAB), which
+differs from the paper's prose in the TP divisor and the FP distance.
+``bench/quality/nab_eval.py`` checks them against the published scores.
 
 The row counts TP, TN, FP and FN follow NAB's per-row convention: TP and
 FP count detection rows in and outside windows, FN and TN the other rows.
@@ -116,7 +123,7 @@ def scaled_sigmoid(position: float) -> float:
     detection scores about 0.987. Positive positions are distances past a
     window's end in window lengths, and score down to -1.
     """
-    if position > _FULL_PENALTY_POSITION:
+    if position >= _FULL_PENALTY_POSITION:
         return -1.0
     return 2.0 / (1.0 + math.exp(_SIGMOID_STEEPNESS * position)) - 1.0
 
@@ -180,7 +187,8 @@ def score_file(
     for first, last in windows:
         in_window[first : last + 1] = True
     in_window[:probation] = False
-    raw, first_rows = _window_credit(scored, windows, profile)
+    scored_windows = [w for w in windows if w[1] >= probation]
+    raw, first_rows = _window_credit(scored, scored_windows, profile)
     raw += _false_positive_cost(scored & ~in_window, windows, profile)
     live = np.arange(n_rows) >= probation
     tp = int(np.count_nonzero(scored & in_window))
@@ -193,13 +201,14 @@ def score_file(
         fp=fp,
         fn=fn,
         detected_windows=len(first_rows),
-        missed_windows=len(windows) - len(first_rows),
+        missed_windows=len(scored_windows) - len(first_rows),
         first_detection_rows=tuple(first_rows),
     )
 
 
 def _window_credit(scored, windows, profile) -> tuple[float, list[int]]:
     """Return the TP rewards minus FN costs, and each counted detection."""
+    earliest_reward = scaled_sigmoid(-1.0)
     total = 0.0
     first_rows = []
     for first, last in windows:
@@ -211,7 +220,7 @@ def _window_credit(scored, windows, profile) -> tuple[float, list[int]]:
         width = last - first + 1
         # Row `first` sits at -1 and the row after `last` at 0.
         position = -(last - row + 1) / width
-        total += profile.tp_weight * scaled_sigmoid(position)
+        total += profile.tp_weight * scaled_sigmoid(position) / earliest_reward
         first_rows.append(row)
     return total, first_rows
 
@@ -219,29 +228,26 @@ def _window_credit(scored, windows, profile) -> tuple[float, list[int]]:
 def _false_positive_cost(false_rows, windows, profile) -> float:
     total = 0.0
     ends = np.array([last for _, last in windows], dtype=np.int64)
-    widths = np.array([b - a + 1 for a, b in windows], dtype=np.int64)
+    # NAB measures the distance in widths minus one row. A one-row window
+    # would divide by zero there, so its distance is counted in rows.
+    spans = np.array([max(b - a, 1) for a, b in windows], dtype=np.int64)
     for row in np.flatnonzero(false_rows):
         before = int(np.searchsorted(ends, row, "left")) - 1
         if before < 0:
             total -= profile.fp_weight
             continue
-        position = (row - ends[before]) / widths[before]
+        position = (row - ends[before]) / spans[before]
         total += profile.fp_weight * scaled_sigmoid(position)
     return total
 
 
 def perfect_raw_score(n_windows: int, profile: CostProfile) -> float:
     """Return the raw score of a detector that fires at each window start."""
-    return n_windows * profile.tp_weight * scaled_sigmoid(-1.0)
+    return n_windows * profile.tp_weight
 
 
 def normalised_score(raw: float, n_windows: int, profile: CostProfile) -> float:
-    """Normalise a corpus's summed raw score: null 0, perfect 100.
-
-    NOTE: NAB's own normaliser may take the perfect score as
-    ``tp_weight`` per window, not as the reward of a detection at the
-    window's first row (0.987 per window). The two differ by 1.4 %.
-    """
+    """Normalise a corpus's summed raw score: null 0, perfect 100."""
     null = -n_windows * profile.fn_weight
     perfect = perfect_raw_score(n_windows, profile)
     if perfect == null:

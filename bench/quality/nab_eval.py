@@ -130,7 +130,8 @@ def _implied_row_offset(row, series, profile) -> float | None:
     """Distance of the sigmoid-implied detection row from a whole row."""
     if len(series.windows) != 1 or row["FP"] or not row["TP"]:
         return None
-    reward = row["Score"] / profile.tp_weight
+    # NAB divides the reward by the sigmoid at the window's first row.
+    reward = row["Score"] / profile.tp_weight * nab.scaled_sigmoid(-1.0)
     if not -1.0 < reward < 1.0:
         return None
     # Invert reward = 2 / (1 + exp(5 p)) - 1 for the position p.

@@ -38,17 +38,18 @@ def test_sigmoid_far_after_window_is_minus_one():
 
 def test_detection_at_window_start():
     result = _score(40)
-    assert result.raw == pytest.approx(nab.scaled_sigmoid(-1.0))
+    assert result.raw == pytest.approx(1.0)
     assert result.tp == 1
     assert result.fn == 19
     assert result.detected_windows == 1
 
 
 def test_detection_at_window_end():
-    # Last row of a 20-row window: position -1/20.
-    expected = 2 / (1 + math.exp(-0.25)) - 1
+    # Last row of a 20-row window: position -1/20, divided by the reward
+    # at the first row.
+    expected = (2 / (1 + math.exp(-0.25)) - 1) / nab.scaled_sigmoid(-1.0)
     assert _score(59).raw == pytest.approx(expected)
-    assert expected == pytest.approx(0.124353, abs=1e-6)
+    assert expected == pytest.approx(0.126040, abs=1e-6)
 
 
 def test_earlier_detection_scores_more():
@@ -72,15 +73,15 @@ def test_missed_window_costs_fn_weight():
 
 def test_fp_before_any_window_costs_full_weight():
     result = _score(10, 40)
-    assert result.raw == pytest.approx(nab.scaled_sigmoid(-1.0) - 0.11)
+    assert result.raw == pytest.approx(1.0 - 0.11)
     assert result.fp == 1
 
 
 def test_fp_just_after_window_costs_little():
-    # One row past the window's last row: position 1/20.
+    # One row past the window's last row: position 1 / (20 - 1).
     result = _score(40, 60)
-    penalty = 0.11 * (2 / (1 + math.exp(0.25)) - 1)
-    assert result.raw == pytest.approx(nab.scaled_sigmoid(-1.0) + penalty)
+    penalty = 0.11 * (2 / (1 + math.exp(5 / 19)) - 1)
+    assert result.raw == pytest.approx(1.0 + penalty)
     assert -0.02 < penalty < 0
 
 
@@ -91,10 +92,10 @@ def test_fp_far_after_window_costs_more():
 
 
 def test_fp_two_windows_after_costs_almost_full_weight():
-    # Row 99 is (99 - 59) / 20 = 2 window lengths past the window.
+    # Row 99 is (99 - 59) / (20 - 1) = 2.1 widths past the window.
     result = _score(40, 99)
-    penalty = 0.11 * (2 / (1 + math.exp(10)) - 1)
-    assert result.raw == pytest.approx(nab.scaled_sigmoid(-1.0) + penalty)
+    penalty = 0.11 * (2 / (1 + math.exp(5 * 40 / 19)) - 1)
+    assert result.raw == pytest.approx(1.0 + penalty)
     assert penalty == pytest.approx(-0.11, abs=1e-4)
 
 
@@ -113,7 +114,7 @@ def test_no_windows_each_fp_costs_weight():
 
 def test_probation_rows_ignored():
     result = _score(5, 40, probation=15)
-    assert result.raw == pytest.approx(nab.scaled_sigmoid(-1.0))
+    assert result.raw == pytest.approx(1.0)
     assert result.fp == 0
     assert result.tp + result.tn + result.fp + result.fn == ROWS - 15
 
@@ -127,8 +128,31 @@ def test_second_window_fp_measured_from_latest_window():
     windows = [(10, 19), (60, 69)]
     # Row 70 is just after the second window, far after the first.
     result = nab.score_file(_detections(10, 60, 70), windows, STANDARD, 0)
-    penalty = 0.11 * nab.scaled_sigmoid(1 / 10)
-    assert result.raw == pytest.approx(2 * nab.scaled_sigmoid(-1.0) + penalty)
+    penalty = 0.11 * nab.scaled_sigmoid(1 / 9)
+    assert result.raw == pytest.approx(2.0 + penalty)
+
+
+def test_window_inside_probation_not_scored():
+    windows = [(2, 5), (40, 59)]
+    result = nab.score_file(_detections(40), windows, STANDARD, 10)
+    assert result.raw == pytest.approx(1.0)
+    assert result.missed_windows == 0
+
+
+def test_fp_after_probation_window_measured_from_it():
+    windows = [(2, 5), (40, 59)]
+    # Row 12 is 7 rows past the window (2, 5), whose width minus one is 3.
+    result = nab.score_file(_detections(12, 40), windows, STANDARD, 10)
+    penalty = 0.11 * nab.scaled_sigmoid(7 / 3)
+    assert result.raw == pytest.approx(1.0 + penalty)
+    assert result.fp == 1
+
+
+def test_fp_after_one_row_window_counts_rows():
+    # NAB divides by the width minus one row, zero for a one-row window.
+    result = nab.score_file(_detections(40, 45), [(40, 40)], STANDARD, 0)
+    penalty = 0.11 * nab.scaled_sigmoid(5.0)
+    assert result.raw == pytest.approx(1.0 + penalty)
 
 
 def test_window_rows_maps_timestamps():
@@ -149,6 +173,7 @@ def test_window_without_rows_raises():
 
 def test_normalised_null_and_perfect():
     perfect = nab.perfect_raw_score(3, STANDARD)
+    assert perfect == 3.0
     assert nab.normalised_score(-3.0, 3, STANDARD) == 0.0
     assert nab.normalised_score(perfect, 3, STANDARD) == pytest.approx(100.0)
 
