@@ -61,7 +61,10 @@ def _reference_check(block, baseline, runs, has_ecg) -> list[tuple]:
             if condition.kind == "asystole":
                 if not has_ecg:
                     continue
-            elif np.isnan(block.values[condition.channel][i]):
+            elif any(
+                np.isnan(block.values[name][i])
+                for name in (condition.channel, *condition.requires)
+            ):
                 continue
             judged_any = True
             if not condition_met[i]:

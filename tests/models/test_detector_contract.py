@@ -33,7 +33,12 @@ from transforms.scoring import _ScoreBatchDoFn
 
 _BLOCK_READINGS = 60
 # Episode kinds the fast path has a rule for.
-_FAST_PATH_KINDS = ("tachycardia", "bradycardia", "desaturation")
+_FAST_PATH_KINDS = (
+    "tachycardia",
+    "bradycardia",
+    "desaturation",
+    "irregular_rhythm",
+)
 
 
 class IsolationForestCase:
