@@ -25,6 +25,7 @@ all 10 minutes of a patient in one payload at the default --minutes) and
 """
 
 import argparse
+import contextlib
 import json
 import pathlib
 import subprocess
@@ -36,10 +37,11 @@ import numpy as np
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
-from bench import common, floor
+from bench import common, flink_cluster, floor
 from models import registry
 from pipelines import summary
 from pipelines.vitals_pipeline import build_pipeline
+from runners.cli import FLINK_DEFAULTS
 from transforms.readings import CHANNELS
 
 _REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -48,22 +50,34 @@ _BENCH_PYTHON = _REPO / ".cache" / "bench-venv" / "bin" / "python"
 # the default 10 simulated minutes at 1 Hz fill.
 _BATCH_SIZES = (1, 10, 60, 300, 600)
 _SCORE_BATCHES = (1, 16, 256, 4096)
+# Names, in the order of flink_cluster.JAVA_PROCESS_MARKERS, under which
+# the CPU time of each Java process of a Flink run is recorded.
+_JAVA_PROCESSES = ("taskmanager", "jobmanager", "job_server")
 
 
-def _run_measured(payloads, registry_root, max_score_batch, out_dir):
-    """Run the pipeline once.
+def _run_measured(
+    payloads, registry_root, max_score_batch, out_dir, flink_args=None
+):
+    """Run the pipeline once, on the FnApiRunner or with `flink_args`.
+
+    On Flink the CPU seconds add those of the job server and the cluster's
+    Java processes to this process's, which runs the SDK harness.
 
     Returns:
         (wall seconds, CPU seconds, counters, score batch sizes).
     """
     options = PipelineOptions(
         [
+            *(flink_args or []),
             f"--model_registry={registry_root}",
             f"--max_score_batch={max_score_batch}",
             f"--output_dir={out_dir}",
         ]
     )
-    pipeline = beam.Pipeline(runner=FnApiRunner(), options=options)
+    if flink_args:
+        pipeline = beam.Pipeline(options=options)
+    else:
+        pipeline = beam.Pipeline(runner=FnApiRunner(), options=options)
     source = pipeline | "CreatePayloads" >> beam.Create(payloads)
     build_pipeline(pipeline, options, payloads=source)
     holder = {}
@@ -72,10 +86,18 @@ def _run_measured(payloads, registry_root, max_score_batch, out_dir):
         holder["result"] = pipeline.run()
         holder["result"].wait_until_finish()
 
+    java_before = flink_cluster.java_cpu_seconds_by_marker()
     seconds, cpu_seconds, _ = common.timed_cpu(run)
     result = holder["result"]
     batches = summary.distributions(result).get("score_batch_size")
     counters = summary.counters(result)
+    if flink_args:
+        counters["python_cpu_ms"] = round(cpu_seconds * 1000)
+        java_after = flink_cluster.java_cpu_seconds_by_marker()
+        for marker, name in zip(java_after, _JAVA_PROCESSES, strict=True):
+            java_cpu_seconds = java_after[marker] - java_before[marker]
+            counters[f"{name}_cpu_ms"] = round(java_cpu_seconds * 1000)
+            cpu_seconds += java_cpu_seconds
     return seconds, cpu_seconds, counters, _distribution(batches)
 
 
@@ -120,16 +142,22 @@ def _run_beam_ad(readings_path: pathlib.Path) -> dict:
     return json.loads(completed.stdout.strip().splitlines()[-1])
 
 
-def compare(args, root, work) -> dict:
-    """Time pipeline, floor and Beam's AD interleaved on the same readings."""
+def compare(args, root, work, flink_args=None) -> dict:
+    """Time pipeline, floor and Beam's AD interleaved on the same readings.
+
+    With `flink_args`, the pipeline also runs on the Flink cluster in each
+    repeat, as `pipeline_flink`.
+    """
     sim = common.simulation(args.patients, args.minutes * 60, 60, args.seed)
     readings = len(sim.columns["sequence"])
     payloads = list(sim.payloads())
     readings_path = work / "readings.npz"
     _write_readings(sim, readings_path)
     bundle = registry.load_current(root)
-    times = {"pipeline": [], "floor": [], "beam_ad": []}
-    cpu_times = {"pipeline": [], "floor": [], "beam_ad": []}
+    names = ("pipeline", "pipeline_flink", "floor", "beam_ad")
+    times = {name: [] for name in names}
+    cpu_times = {name: [] for name in names}
+    flink_counters = []
     for repeat in range(args.repeats):
         common.progress(f"compare: repeat {repeat + 1}/{args.repeats}")
         seconds, cpu_seconds, _ = common.timed_cpu(
@@ -142,6 +170,17 @@ def compare(args, root, work) -> dict:
         )
         times["pipeline"].append(seconds)
         cpu_times["pipeline"].append(cpu_seconds)
+        if flink_args:
+            seconds, cpu_seconds, run_counters, _ = _run_measured(
+                payloads,
+                root,
+                args.max_score_batch,
+                work / f"flink{repeat}",
+                flink_args + [f"--job_name=throughput-{repeat}"],
+            )
+            flink_counters.append(run_counters)
+            times["pipeline_flink"].append(seconds)
+            cpu_times["pipeline_flink"].append(cpu_seconds)
         if not args.skip_beam_ad:
             ad = _run_beam_ad(readings_path)
             times["beam_ad"].append(ad["seconds"][0])
@@ -154,6 +193,10 @@ def compare(args, root, work) -> dict:
     results["payloads"] = len(payloads)
     results["score_batch_size"] = batches
     results["counters"] = counters
+    if flink_counters:
+        # One entry per repeat, with the run's CPU milliseconds split into
+        # this process (SDK harness) and each Java process.
+        results["flink_counters"] = flink_counters
     return results
 
 
@@ -209,6 +252,31 @@ def sweep_score_batches(args, root, work) -> dict:
     return results
 
 
+def _start_flink(args, out, stack) -> list[str] | None:
+    """Start the job server and return the Flink pipeline options."""
+    if not args.flink_master:
+        return None
+    if not args.flink_job_server_jar:
+        raise SystemExit("--flink_master needs --flink_job_server_jar")
+    common.progress("starting the Flink job server")
+    server = stack.enter_context(
+        flink_cluster.JobServer(
+            args.flink_job_server_jar,
+            args.flink_master,
+            out / "flink-job-server.log",
+        )
+    )
+    # LOOPBACK runs the SDK harness in this process, so the Python side of
+    # the Flink run is counted in this process's CPU time.
+    return [
+        "--runner=FlinkRunner",
+        f"--job_endpoint={server.endpoint}",
+        "--environment_type=LOOPBACK",
+        "--parallelism=1",
+        *FLINK_DEFAULTS,
+    ]
+
+
 def _parse(argv):
     parser = argparse.ArgumentParser(prog="python -m bench.throughput")
     parser.add_argument(
@@ -260,6 +328,19 @@ def _parse(argv):
         help="Leave out Beam's AnomalyDetection. Default: run it.",
     )
     parser.add_argument(
+        "--flink_master",
+        default="",
+        help="host:port of a Flink cluster's REST API, for example "
+        "localhost:8081; the pipeline then also runs there in each "
+        "repeat of the comparison. Default: FnApiRunner only.",
+    )
+    parser.add_argument(
+        "--flink_job_server_jar",
+        default="",
+        help="Beam's Flink job server launcher jar, required with "
+        "--flink_master (scripts/flink_job_server.sh prints its path).",
+    )
+    parser.add_argument(
         "--skip_sweeps",
         action="store_true",
         help="Leave out the batch-size sweeps. Default: run them.",
@@ -276,7 +357,9 @@ def main(argv=None) -> int:
         work = pathlib.Path(folder)
         common.progress("training and promoting the model")
         root = common.train_registry(work, args.seed)
-        results["compare"] = compare(args, root, work)
+        with contextlib.ExitStack() as stack:
+            flink_args = _start_flink(args, out, stack)
+            results["compare"] = compare(args, root, work, flink_args)
         common.write_json(out / "throughput.json", results)
         if not args.skip_sweeps:
             results["batch_sizes"] = sweep_batch_sizes(args, root, work)

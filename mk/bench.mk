@@ -21,8 +21,12 @@ $(BENCH_VENV)/.installed:
 		"apache-beam==$(BENCH_BEAM_VERSION)" pyod scikit-learn
 	touch $@
 
-bench-throughput: $(STAMP) bench-venv
-	$(PY) -m bench.throughput --out $(BENCH_OUT)
+# The comparison runs the pipeline on the FnApiRunner and on the local
+# Flink cluster, which it starts when it is not running.
+bench-throughput: $(STAMP) bench-venv flink-start
+	$(PY) -m bench.throughput --out $(BENCH_OUT) \
+		--flink_master localhost:$${FLINK_REST_PORT:-8081} \
+		--flink_job_server_jar "$$(bash scripts/flink_job_server.sh)"
 
 bench-memory: $(STAMP)
 	$(PY) -m bench.memory --out $(BENCH_OUT)

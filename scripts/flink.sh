@@ -145,6 +145,11 @@ taskmanager.host: localhost
 taskmanager.bind-host: localhost
 taskmanager.numberOfTaskSlots: $TASK_SLOTS
 taskmanager.memory.process.size: 1728m
+# A bounded run of the vitals pipeline in batch mode needs 512 network
+# buffers of 32 KiB for its shuffles, more than the default share of
+# the process size (about 4,000 buffers, most taken by other tasks).
+taskmanager.memory.network.min: 256m
+taskmanager.memory.network.max: 256m
 parallelism.default: 1
 
 # The REST API and the web UI listen on loopback only.
