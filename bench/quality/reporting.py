@@ -165,7 +165,7 @@ def _nab_lines(result: dict) -> list[str]:
         f"rows); no-window series max |diff| "
         f"{check['no_window_max_diff']:.3g} ({check['no_window_rows']} "
         f"rows); single-detection rows: implied detection row off a whole "
-        f"row by up to {check['single_detection_max_row_offset']:.3f} "
+        f"row by up to {check['single_detection_max_row_offset']:.2g} "
         f"({check['single_detection_rows']} rows).",
         "",
         "| detector | normalised score (these 6 series) |",
