@@ -87,6 +87,7 @@ def _runner_args(args) -> list[str]:
         f"--max_bundle_size={args.max_bundle_size}",
         f"--max_bundle_time_mills={args.max_bundle_time_ms}",
         *_flush_experiment(args),
+        f"--max_cache_memory_usage_mb={args.max_cache_memory_usage_mb}",
         *FLINK_DEFAULTS,
     ]
 
@@ -261,6 +262,7 @@ def measure(args) -> dict:
         f"--max_bundle_time_ms={args.max_bundle_time_ms}",
         f"--kafka_max_read_sec={args.kafka_max_read_sec}",
         f"--data_buffer_time_limit_ms={args.data_buffer_time_limit_ms}",
+        f"--max_cache_memory_usage_mb={args.max_cache_memory_usage_mb}",
     ]
     log = open(pathlib.Path(args.out) / f"latency-{args.devices}.log", "w")
     pipeline = subprocess.Popen(command, stdout=log, stderr=log)
@@ -298,6 +300,7 @@ def measure(args) -> dict:
             "max_bundle_time_ms": args.max_bundle_time_ms,
             "kafka_max_read_sec": args.kafka_max_read_sec,
             "data_buffer_time_limit_ms": args.data_buffer_time_limit_ms,
+            "max_cache_memory_usage_mb": args.max_cache_memory_usage_mb,
             "checkpointing_interval_ms": args.checkpointing_interval_ms,
         },
         "pipeline_exit_code": pipeline.returncode,
@@ -402,6 +405,14 @@ def _parse(argv):
         "bundle. Default 0, which sends them when the buffer fills or "
         "the bundle ends. With apache-beam 2.62.0 a value of 20 made the "
         "Flink job fail (EOFException decoding the SDK's output).",
+    )
+    parser.add_argument(
+        "--max_cache_memory_usage_mb",
+        type=int,
+        default=100,
+        help="Size of the SDK harness's state cache in MB; 0 turns it off, "
+        "so that state is read from the runner on every access. Default "
+        "100, Beam's default.",
     )
     parser.add_argument("--seed", type=int, default=7, help="Default 7.")
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
