@@ -16,6 +16,14 @@ import numpy as np
 
 from schemas import epoch_ms
 
+# Blocks of at most this many readings take the per-reading Python path of
+# each hot step, because NumPy's fixed cost per call outweighs the loop for
+# them (measured with `bench/small_blocks.py`). Streaming sources deliver
+# one reading per message. The summaries need this to stay below 8: NumPy
+# adds up fewer than 8 float64 values one after another, as the Python
+# path does, and larger sums pairwise. Set it to 0 to turn the path off.
+SMALL_BLOCK_READINGS = 7
+
 # Measured channels, in the order they appear in feature names.
 CHANNELS = (
     "heart_rate_bpm",
@@ -149,12 +157,27 @@ def concat(blocks: list[ReadingBlock]) -> ReadingBlock:
     )
 
 
+def is_small(block: ReadingBlock) -> bool:
+    """Check whether a block takes the per-reading Python path."""
+    return len(block.sequence) <= SMALL_BLOCK_READINGS
+
+
+def _is_sorted(times: list[int]) -> bool:
+    return all(
+        earlier <= later
+        for earlier, later in zip(times, times[1:], strict=False)
+    )
+
+
 def sort_by_time(block: ReadingBlock) -> ReadingBlock:
     """Return the block in event-time order, stable for equal times.
 
     Blocks usually arrive sorted, and then the block itself is returned.
     """
-    if np.all(block.event_time_ms[1:] >= block.event_time_ms[:-1]):
+    if is_small(block):
+        if _is_sorted(block.event_time_ms.tolist()):
+            return block
+    elif np.all(block.event_time_ms[1:] >= block.event_time_ms[:-1]):
         return block
     return block.take(np.argsort(block.event_time_ms, kind="stable"))
 
@@ -170,6 +193,10 @@ def split_by_period(block: ReadingBlock, period_ms: int) -> list[ReadingBlock]:
         Parts in ascending period order, each sorted by event time.
     """
     ordered = sort_by_time(block)
+    if is_small(ordered):
+        times = ordered.event_time_ms.tolist()
+        if not times or times[0] // period_ms == times[-1] // period_ms:
+            return [ordered]
     periods = ordered.event_time_ms // period_ms
     cuts = np.flatnonzero(np.diff(periods)) + 1
     if len(cuts) == 0:
