@@ -18,10 +18,13 @@ from schemas import epoch_ms
 
 # Blocks of at most this many readings take the per-reading Python path of
 # each hot step, because NumPy's fixed cost per call outweighs the loop for
-# them (measured with `bench/small_blocks.py`). Streaming sources deliver
-# one reading per message. The summaries need this to stay below 8: NumPy
-# adds up fewer than 8 float64 values one after another, as the Python
-# path does, and larger sums pairwise. Set it to 0 to turn the path off.
+# them. Streaming sources deliver one reading per message. The summaries
+# need this to stay below 8, because NumPy adds fewer than 8 float64
+# values one after another, as the Python path does, and more pairwise.
+# Set it to 0 to turn the path off.
+# NOTE: `bench/small_blocks.py` measured the Python path at 1.7x less CPU
+# than NumPy even with 25 readings per block, so a higher limit would pay
+# if the summaries copied NumPy's pairwise order of additions.
 SMALL_BLOCK_READINGS = 7
 
 # Measured channels, in the order they appear in feature names.
