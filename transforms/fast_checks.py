@@ -190,7 +190,8 @@ def check(
 
     All conditions are evaluated together on (condition, reading) arrays,
     because the cost of a block is mostly the number of NumPy calls, not
-    the number of readings.
+    the number of readings. Small blocks are checked reading by reading
+    in Python instead, with the same results.
 
     Args:
         block: Readings sorted by event time.

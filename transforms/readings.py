@@ -1,9 +1,11 @@
 """Columnar blocks of readings, the unit that flows through the hot path.
 
 Beam Python spends tens of microseconds per element per step, so the
-pipeline never moves one reading per element. A `ReadingBlock` holds the
-consecutive readings of one device as NumPy arrays, and every stage after
-decoding works on whole blocks with vectorised code.
+pipeline does not move one reading per element unless the source sends
+one per message. A `ReadingBlock` holds the consecutive readings of one
+device as NumPy arrays, and every stage after decoding works on whole
+blocks with vectorised code. Blocks of up to `SMALL_BLOCK_READINGS`
+readings take a per-reading Python path instead, with identical results.
 
 A channel that was not measured contains NaN. Readings inside one block share
 the patient and the device.
