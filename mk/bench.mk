@@ -1,5 +1,7 @@
 # Benchmarks; docs/benchmarks.md has the results and how to read them.
 #   make bench           throughput, memory and streaming latency
+#   make bench-small-blocks  CPU per one-reading message, block path
+#                        against the small-block path
 #   make bench-venv      the separate virtualenv with a newer apache-beam,
 #                        for Beam's own AnomalyDetection
 # BENCH_OUT sets the results folder (default out/bench). The latency run
@@ -11,7 +13,8 @@ BENCH_VENV := .cache/bench-venv
 # version the project pins; 2.77.0 has both.
 BENCH_BEAM_VERSION ?= 2.77.0
 
-.PHONY: bench bench-venv bench-throughput bench-memory bench-latency
+.PHONY: bench bench-venv bench-throughput bench-memory bench-latency \
+	bench-small-blocks
 
 bench-venv: $(BENCH_VENV)/.installed
 
@@ -30,6 +33,9 @@ bench-throughput: $(STAMP) bench-venv flink-start
 
 bench-memory: $(STAMP)
 	$(PY) -m bench.memory --out $(BENCH_OUT)
+
+bench-small-blocks: $(STAMP)
+	$(PY) -m bench.small_blocks --out $(BENCH_OUT)
 
 # Starts the local Kafka broker and Flink cluster when they are not running.
 bench-latency: $(STAMP) kafka-start flink-start

@@ -11,6 +11,8 @@ import dataclasses
 
 import numpy as np
 
+from transforms import readings
+
 # Sequence numbers tracked per device: 1,024 readings, 17 min at 1 Hz,
 # longer than any redelivery seen from Kafka or the gateways.
 WINDOW = 1024
@@ -35,6 +37,8 @@ def split_new(seen: DeviceSeen, sequence: np.ndarray):
         Boolean masks (new, duplicate, too_old) over `sequence`. A number
         repeated inside the block counts as new once.
     """
+    if len(sequence) <= readings.SMALL_BLOCK_READINGS:
+        return _split_new_small(seen, sequence.tolist())
     bits = np.unpackbits(np.frombuffer(seen.packed_bits, dtype=np.uint8))
     bits = bits.astype(bool)
     old_max = seen.max_sequence
@@ -75,3 +79,55 @@ def _record(seen, bits, new_sequence, old_max):
     bits[recent % WINDOW] = True
     seen.max_sequence = new_max
     seen.packed_bits = np.packbits(bits).tobytes()
+
+
+def _split_new_small(seen: DeviceSeen, sequence: list[int]):
+    """Apply `split_new` reading by reading, on the packed bitmap itself.
+
+    Bit k of the window is bit 7 - k % 8 of byte k // 8, the big-endian
+    order of `np.packbits`.
+    """
+    old_max = seen.max_sequence
+    packed = bytearray(seen.packed_bits)
+    new, duplicate, too_old = [], [], []
+    in_block = set()
+    for number in sequence:
+        old = number <= old_max - WINDOW
+        repeat = not old and (
+            number in in_block
+            or (number <= old_max and _bit(packed, number % WINDOW))
+        )
+        in_block.add(number)
+        too_old.append(old)
+        duplicate.append(repeat)
+        new.append(not old and not repeat)
+    new_numbers = [
+        number for number, is_new in zip(sequence, new, strict=True) if is_new
+    ]
+    if new_numbers:
+        _record_small(seen, packed, new_numbers, old_max)
+    return (
+        np.array(new, dtype=bool),
+        np.array(duplicate, dtype=bool),
+        np.array(too_old, dtype=bool),
+    )
+
+
+def _bit(packed: bytearray, index: int) -> bool:
+    return bool(packed[index >> 3] & (0x80 >> (index & 7)))
+
+
+def _record_small(seen, packed, new_sequence, old_max):
+    new_max = max(old_max, max(new_sequence))
+    if new_max - old_max >= WINDOW:
+        packed[:] = bytes(len(packed))
+    else:
+        for number in range(old_max + 1, new_max + 1):
+            index = number % WINDOW
+            packed[index >> 3] &= ~(0x80 >> (index & 7)) & 0xFF
+    for number in new_sequence:
+        if number > new_max - WINDOW:
+            index = number % WINDOW
+            packed[index >> 3] |= 0x80 >> (index & 7)
+    seen.max_sequence = new_max
+    seen.packed_bits = bytes(packed)

@@ -14,12 +14,13 @@ bpm.
 """
 
 import dataclasses
+import math
 from collections.abc import Callable
 
 import numpy as np
 
 from transforms.features import BASELINE_CHANNELS, MIN_SIGNAL_QUALITY
-from transforms.readings import ReadingBlock
+from transforms.readings import ReadingBlock, is_small
 
 _NO_RUN = -1
 
@@ -32,11 +33,10 @@ class Condition:
         kind: Event kind, also the alert kind.
         tier: Alert tier when the condition fires.
         channel: Channel reported in the reason.
-        test: Maps (block, baseline snapshot) to a boolean array over
-            readings; readings it cannot judge are marked by `judged`.
-            It is called once on the whole block, unjudged readings
-            included, so its result for a reading must depend on that
-            reading alone.
+        test: Maps (values of `channel`, baseline snapshot) to whether
+            the condition holds. Small blocks pass one float at a time,
+            larger ones the whole float64 array with unjudged readings
+            included, so it must accept both and judge each value alone.
         sustain_ms: How long the condition must hold.
         text: Reason sentence template with {value}.
         needs_baseline: Whether the test reads the baseline snapshot, so
@@ -55,22 +55,17 @@ class Condition:
     requires: tuple[str, ...] = ()
 
 
-def _channel(block, name):
-    return block.values[name]
-
-
-def _asystole(block, baseline):
+def _asystole(heart_rate, baseline):
     # The edge processor reports no heart rate when it found fewer than two
     # beats in the last 4 s. With a clean signal that is asystole, not a
     # loose electrode.
-    return np.isnan(_channel(block, "heart_rate_bpm"))
+    return np.isnan(heart_rate)
 
 
-def _hr_deviation(block, baseline):
+def _hr_deviation(heart_rate, baseline):
     center, scale = baseline[BASELINE_CHANNELS.index("heart_rate_bpm")]
     limit = max(5.0 * scale, 30.0)
-    with np.errstate(invalid="ignore"):
-        return np.abs(_channel(block, "heart_rate_bpm") - center) > limit
+    return abs(heart_rate - center) > limit
 
 
 # Limit of RMSSD / RR interval. In 1,000 simulated patients (seed 1), 99 %
@@ -104,7 +99,7 @@ CONDITIONS = (
         "bradycardia",
         "SEVERE",
         "heart_rate_bpm",
-        lambda b, _: _channel(b, "heart_rate_bpm") < 40,
+        lambda x, _: x < 40,
         5_000,
         "heart rate {value:.0f} bpm, below 40 bpm for {duration:.0f} s",
     ),
@@ -112,7 +107,7 @@ CONDITIONS = (
         "tachycardia",
         "SEVERE",
         "heart_rate_bpm",
-        lambda b, _: _channel(b, "heart_rate_bpm") > 140,
+        lambda x, _: x > 140,
         8_000,
         "heart rate {value:.0f} bpm, above 140 bpm for {duration:.0f} s",
     ),
@@ -123,7 +118,7 @@ CONDITIONS = (
         "bradycardia",
         "SEVERE",
         "pulse_rate_bpm",
-        lambda b, _: _channel(b, "pulse_rate_bpm") < 40,
+        lambda x, _: x < 40,
         5_000,
         "pulse rate {value:.0f} bpm, below 40 bpm for {duration:.0f} s",
     ),
@@ -131,7 +126,7 @@ CONDITIONS = (
         "tachycardia",
         "SEVERE",
         "pulse_rate_bpm",
-        lambda b, _: _channel(b, "pulse_rate_bpm") > 140,
+        lambda x, _: x > 140,
         8_000,
         "pulse rate {value:.0f} bpm, above 140 bpm for {duration:.0f} s",
     ),
@@ -139,7 +134,7 @@ CONDITIONS = (
         "desaturation",
         "SEVERE",
         "spo2_pct",
-        lambda b, _: _channel(b, "spo2_pct") < 85,
+        lambda x, _: x < 85,
         30_000,
         "SpO2 {value:.0f} %, below 85 % for {duration:.0f} s",
     ),
@@ -147,7 +142,7 @@ CONDITIONS = (
         "desaturation",
         "MINOR",
         "spo2_pct",
-        lambda b, _: _channel(b, "spo2_pct") < 90,
+        lambda x, _: x < 90,
         60_000,
         "SpO2 {value:.0f} %, below 90 % for {duration:.0f} s",
     ),
@@ -229,7 +224,8 @@ def check(
 
     All conditions are evaluated together on (condition, reading) arrays,
     because the cost of a block is mostly the number of NumPy calls, not
-    the number of readings.
+    the number of readings. Small blocks are checked reading by reading
+    in Python instead, with the same results.
 
     Args:
         block: Readings sorted by event time.
@@ -250,11 +246,16 @@ def check(
     ]
     if not numbers or len(block) == 0:
         return []
+    if is_small(block):
+        return _check_small(block, numbers, baseline, runs, has_ecg)
     conditions = [CONDITIONS[number] for number in numbers]
     good = block.values["signal_quality"] >= MIN_SIGNAL_QUALITY
     judged = _judged(block, conditions, good, has_ecg)
     with np.errstate(invalid="ignore"):
-        tests = [np.asarray(c.test(block, baseline)) for c in conditions]
+        tests = [
+            np.asarray(c.test(block.values[c.channel], baseline))
+            for c in conditions
+        ]
     active = judged & np.vstack(tests).astype(bool)
     carried = [runs.get(number, (_NO_RUN, _NO_RUN)) for number in numbers]
     carry_start = np.array([start for start, _ in carried], dtype=np.int64)
@@ -303,6 +304,75 @@ def _advance_runs(
         else:
             runs[number] = (_NO_RUN, _NO_RUN)
     return events
+
+
+def _check_small(block, numbers, baseline, runs, has_ecg) -> list[dict]:
+    """Apply the rules of `check` reading by reading, for small blocks."""
+    times = block.event_time_ms.tolist()
+    good = [
+        quality >= MIN_SIGNAL_QUALITY
+        for quality in block.values["signal_quality"].tolist()
+    ]
+    columns = {}
+    events = []
+    for number in numbers:
+        condition = CONDITIONS[number]
+        values = columns.get(condition.channel)
+        if values is None:
+            values = block.values[condition.channel].tolist()
+            columns[condition.channel] = values
+        carried = runs.get(number, (_NO_RUN, _NO_RUN))
+        outcome = _follow_run(
+            condition, values, times, good, has_ecg, carried, baseline
+        )
+        if outcome is None:
+            # Nothing judged: the run neither extends nor breaks.
+            continue
+        open_start, hit = outcome
+        fired = carried[1]
+        if hit is not None:
+            index, start_ms = hit
+            event = _event(block, condition, index, start_ms, baseline)
+            fired = start_ms
+            if (event["kind"], event["tier"]) not in {
+                (e["kind"], e["tier"]) for e in events
+            }:
+                events.append(event)
+        still_fired = fired if open_start == fired else _NO_RUN
+        runs[number] = (open_start, still_fired)
+    return events
+
+
+def _follow_run(condition, values, times, good, has_ecg, carried, baseline):
+    """Follow one condition's run through the judged readings of a block.
+
+    Returns:
+        None when no reading was judged. Otherwise the start of the run
+        open at the last judged reading (_NO_RUN if none), and (index,
+        run start) of the first reading whose run reached its sustain
+        time and had not fired before the block, or None.
+    """
+    start, fired_before = carried
+    judged_any = False
+    hit = None
+    for index, value in enumerate(values):
+        if not good[index]:
+            continue
+        if condition.kind == "asystole":
+            if not has_ecg:
+                continue
+        elif math.isnan(value):
+            continue
+        judged_any = True
+        if not condition.test(value, baseline):
+            start = _NO_RUN
+            continue
+        if start == _NO_RUN:
+            start = times[index]
+        sustained = times[index] - start >= condition.sustain_ms
+        if hit is None and sustained and start != fired_before:
+            hit = (index, start)
+    return (start, hit) if judged_any else None
 
 
 def _event(block, condition, index, start_ms, baseline) -> dict:

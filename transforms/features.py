@@ -17,7 +17,7 @@ import math
 
 import numpy as np
 
-from transforms.readings import ReadingBlock, split_by_period
+from transforms.readings import ReadingBlock, is_small, split_by_period
 
 # Channels summarised for features, in feature order.
 STAT_CHANNELS = (
@@ -40,6 +40,7 @@ _STATS = 8
 _MS_PER_MIN = 60_000.0
 # Statistics of a channel without readings, with neutral extremes.
 _EMPTY_STATS = np.array([0, 0, 0, np.inf, -np.inf, 0, 0, 0], dtype=float)
+_EMPTY_ROW = _EMPTY_STATS.tolist()
 
 FEATURE_NAMES = (
     "hr_mean_bpm",
@@ -116,6 +117,8 @@ def no_baseline() -> np.ndarray:
 
 def summarize(block: ReadingBlock, baseline: np.ndarray) -> Summary:
     """Summarise a non-empty block, ignoring poor-quality readings."""
+    if is_small(block):
+        return _summarize_small(block, baseline)
     times = block.event_time_ms
     t_ref = int(times.min())
     good = block.values["signal_quality"] >= MIN_SIGNAL_QUALITY
@@ -129,6 +132,61 @@ def summarize(block: ReadingBlock, baseline: np.ndarray) -> Summary:
         int(np.count_nonzero(good)),
         baseline,
     )
+
+
+def _summarize_small(block: ReadingBlock, baseline: np.ndarray) -> Summary:
+    """Compute what `summarize` does with Python floats, reading by reading.
+
+    The sums add the values in reading order starting from 0.0, which is
+    what NumPy 2.2's pairwise float64 sum does below 8 values, so the
+    statistics are bit-identical. Python's `sum()` is not used because
+    from Python 3.12 on it compensates rounding errors.
+    """
+    times = block.event_time_ms.tolist()
+    t_ref = min(times)
+    good = [
+        index
+        for index, quality in enumerate(block.values["signal_quality"].tolist())
+        if quality >= MIN_SIGNAL_QUALITY
+    ]
+    t = [(times[index] - t_ref) / _MS_PER_MIN for index in good]
+    rows = [
+        _channel_stats_small(t, good, block.values[name].tolist())
+        for name in STAT_CHANNELS
+    ]
+    return Summary(
+        t_ref, max(times), np.array(rows), len(times), len(good), baseline
+    )
+
+
+def _channel_stats_small(
+    t: list[float], good: list[int], values: list[float]
+) -> list[float]:
+    """Compute one row of statistics over the good, non-NaN `values`.
+
+    Args:
+        t: Minutes from the summary's reference time, one per good reading.
+        good: Index into `values` of each good reading.
+        values: One channel's values, NaN where not measured.
+    """
+    count = 0
+    sum_x = sum_xx = sum_t = sum_tt = sum_tx = 0.0
+    low, high = math.inf, -math.inf
+    for t_min, index in zip(t, good, strict=True):
+        x = values[index]
+        if math.isnan(x):
+            continue
+        count += 1
+        sum_x += x
+        sum_xx += x * x
+        sum_t += t_min
+        sum_tt += t_min * t_min
+        sum_tx += t_min * x
+        low = x if x < low else low
+        high = x if x > high else high
+    if count == 0:
+        return _EMPTY_ROW
+    return [float(count), sum_x, sum_xx, low, high, sum_t, sum_tt, sum_tx]
 
 
 def _stats_matrix(t: np.ndarray, values: np.ndarray) -> np.ndarray:

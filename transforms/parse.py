@@ -106,6 +106,12 @@ class _ParseVitalsDoFn(beam.DoFn):
         valid, reasons = validate.invalid_reasons(
             block, nan_masks, now_ms, self._max_future_skew_ms
         )
+        if not reasons:
+            # Every reading is valid, the usual case: skip the mask work.
+            if len(block):
+                self._valid.inc(len(block))
+                yield block
+            return
         invalid_index = (~valid).nonzero()[0]
         for i, (reason, detail) in zip(invalid_index, reasons, strict=False):
             yield self._reject(

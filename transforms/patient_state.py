@@ -19,6 +19,7 @@ readings stop, and clears the patient's state once the silence outlasts
 """
 
 import dataclasses
+import math
 
 import apache_beam as beam
 import numpy as np
@@ -35,7 +36,7 @@ from apache_beam.utils.timestamp import Timestamp
 from transforms import dedup, fast_checks, validate
 from transforms.baseline import Baseline
 from transforms.features import part_summaries
-from transforms.readings import ReadingBlock, sort_by_time
+from transforms.readings import ReadingBlock, is_small, sort_by_time
 
 LATE_TAG = "late"
 EVENTS_TAG = "events"
@@ -127,24 +128,42 @@ class _TrackPatientDoFn(beam.DoFn):
     def _drop_seen(self, patient: PatientState, block: ReadingBlock):
         seen = patient.devices.setdefault(block.device_id, dedup.DeviceSeen())
         new, duplicate, too_old = dedup.split_new(seen, block.sequence)
-        self._duplicates.inc(int(duplicate.sum()))
-        for i in np.flatnonzero(too_old):
-            yield self._late_letter(
-                block,
-                i,
-                "too_old_to_deduplicate",
-                f"sequence {block.sequence[i]} is more than "
-                f"{dedup.WINDOW} behind the device's latest",
-            )
-        return block if new.all() else block.take(new)
+        # count_nonzero is a fraction of the cost of sum() or any() on the
+        # tiny masks of streaming blocks.
+        self._duplicates.inc(np.count_nonzero(duplicate))
+        if np.count_nonzero(too_old):
+            for i in np.flatnonzero(too_old):
+                yield self._late_letter(
+                    block,
+                    i,
+                    "too_old_to_deduplicate",
+                    f"sequence {block.sequence[i]} is more than "
+                    f"{dedup.WINDOW} behind the device's latest",
+                )
+        return block if np.count_nonzero(new) == len(new) else block.take(new)
 
-    def _drop_late(self, patient: PatientState, block: ReadingBlock):
+    def _late_mask(self, patient: PatientState, block: ReadingBlock):
+        """Mark readings whose last window has closed, or return None."""
         config = self._config
         period, size = config.window_period_ms, config.window_size_ms
+        if is_small(block):
+            late = [
+                (time_ms // period) * period + size + config.allowed_lateness_ms
+                <= patient.frontier_ms
+                for time_ms in block.event_time_ms.tolist()
+            ]
+            return np.array(late) if any(late) else None
         last_window_end = (block.event_time_ms // period) * period + size
         late = last_window_end + config.allowed_lateness_ms <= (
             patient.frontier_ms
         )
+        return late if late.any() else None
+
+    def _drop_late(self, patient: PatientState, block: ReadingBlock):
+        late = self._late_mask(patient, block)
+        if late is None:
+            return block
+        config = self._config
         for i in np.flatnonzero(late):
             behind_s = (patient.frontier_ms - block.event_time_ms[i]) / 1000
             yield self._late_letter(
@@ -154,7 +173,7 @@ class _TrackPatientDoFn(beam.DoFn):
                 f"event_time is {behind_s:.0f} s behind the watermark; "
                 f"allowed lateness is {config.allowed_lateness_ms // 1000} s",
             )
-        return block.take(~late) if late.any() else block
+        return block.take(~late)
 
     def _late_letter(self, block, i, reason, detail):
         counter = self._late if reason == "late" else self._too_old
@@ -172,14 +191,13 @@ class _TrackPatientDoFn(beam.DoFn):
 
     def _observe(self, patient: PatientState, block: ReadingBlock):
         """Check new readings for sustained conditions and gaps."""
-        fresh = block.event_time_ms > patient.last_checked_ms
-        if not fresh.any():
+        fresh = _fresh(block, patient.last_checked_ms)
+        if fresh is None:
             return
-        ordered = sort_by_time(block if fresh.all() else block.take(fresh))
+        ordered = sort_by_time(block if fresh is True else block.take(fresh))
         yield from self._gap_event(patient, ordered)
-        patient.has_ecg |= bool(
-            (~np.isnan(ordered.values["heart_rate_bpm"])).any()
-        )
+        if not patient.has_ecg:
+            patient.has_ecg = _has_heart_rate(ordered)
         for event in fast_checks.check(
             ordered, patient.baseline.snapshot(), patient.runs, patient.has_ecg
         ):
@@ -284,6 +302,30 @@ class _TrackPatientDoFn(beam.DoFn):
         silence.set(
             _timestamp(patient.last_event_ms + self._config.leave_after_ms)
         )
+
+
+def _fresh(block: ReadingBlock, last_checked_ms: int):
+    """Mark readings newer than `last_checked_ms`.
+
+    Returns:
+        None when there are none, True when all are, else a boolean mask.
+    """
+    if is_small(block):
+        fresh = [t > last_checked_ms for t in block.event_time_ms.tolist()]
+        if not any(fresh):
+            return None
+        return True if all(fresh) else np.array(fresh)
+    fresh = block.event_time_ms > last_checked_ms
+    if not fresh.any():
+        return None
+    return True if fresh.all() else fresh
+
+
+def _has_heart_rate(block: ReadingBlock) -> bool:
+    column = block.values["heart_rate_bpm"]
+    if is_small(block):
+        return not all(math.isnan(value) for value in column.tolist())
+    return bool((~np.isnan(column)).any())
 
 
 def _silence_event(patient_id, last_ms, gap_ms, resumed) -> dict:

@@ -12,7 +12,7 @@ import time
 import numpy as np
 
 from schemas import VITAL_READING, encode_record
-from transforms.readings import CHANNELS, ReadingBlock
+from transforms.readings import CHANNELS, ReadingBlock, is_small
 
 # Inclusive valid range per channel, in the channel's unit. Heart rate and
 # pulse rate outside 20-300 bpm, SpO2 above 100 % and an SQI outside 0-1 are
@@ -101,6 +101,8 @@ def _all_valid(block: ReadingBlock, now_ms: int, max_skew_ms: int) -> bool:
     NaN compares false, so absent channels pass here, and a missing
     signal quality is caught by its own test.
     """
+    if is_small(block):
+        return _all_valid_small(block, now_ms, max_skew_ms)
     values = np.vstack([block.values[name] for name in VALID_RANGES])
     with np.errstate(invalid="ignore"):
         out_of_range = (values < _LOWS) | (values > _HIGHS)
@@ -111,6 +113,22 @@ def _all_valid(block: ReadingBlock, now_ms: int, max_skew_ms: int) -> bool:
         or (times > now_ms + max_skew_ms).any()
         or (times < MIN_EVENT_TIME_MS).any()
     )
+
+
+def _all_valid_small(block: ReadingBlock, now_ms: int, max_skew_ms: int):
+    """Check reading by reading what `_all_valid` checks on arrays."""
+    for name, (low, high) in VALID_RANGES.items():
+        for value in block.values[name].tolist():
+            if value < low or value > high:
+                return False
+    for quality in block.values["signal_quality"].tolist():
+        if math.isnan(quality):
+            return False
+    latest_ms = now_ms + max_skew_ms
+    for time_ms in block.event_time_ms.tolist():
+        if time_ms > latest_ms or time_ms < MIN_EVENT_TIME_MS:
+            return False
+    return True
 
 
 def _check_ranges(block: ReadingBlock, problems: list) -> None:
