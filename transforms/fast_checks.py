@@ -33,9 +33,10 @@ class Condition:
         kind: Event kind, also the alert kind.
         tier: Alert tier when the condition fires.
         channel: Channel reported in the reason.
-        test: Maps (values of `channel`, baseline snapshot) to whether
-            the condition holds. Small blocks pass one float at a time,
-            larger ones the whole float64 array with unjudged readings
+        test: Maps (values of `channel`, baseline snapshot, then the
+            values of each channel in `requires`) to whether the
+            condition holds. Small blocks pass one float per channel at a
+            time, larger ones whole float64 arrays with unjudged readings
             included, so it must accept both and judge each value alone.
         sustain_ms: How long the condition must hold.
         text: Reason sentence template with {value}.
@@ -74,15 +75,13 @@ def _hr_deviation(heart_rate, baseline):
 _IRREGULAR_RMSSD_TO_RR = 0.1
 
 
-def _irregular_rr(block, baseline):
+def _irregular_rr(rmssd_ms, baseline, heart_rate):
     # The edge reports RMSSD over the last 10 s and the heart rate as a 5 s
     # median, so 60000 / heart rate is the typical RR interval, and
     # RMSSD / RR = RMSSD * heart rate / 60000. One ectopic beat lifts the
     # ratio for about 10 s only. The 30 s sustain time, the conventional
     # minimum length of a documented AF episode, therefore passes isolated
     # ectopics and flags AF, bigeminy and trigeminy.
-    rmssd_ms = _channel(block, "rr_rmssd_ms")
-    heart_rate = _channel(block, "heart_rate_bpm")
     return rmssd_ms * heart_rate > _IRREGULAR_RMSSD_TO_RR * 60_000.0
 
 
@@ -253,7 +252,13 @@ def check(
     judged = _judged(block, conditions, good, has_ecg)
     with np.errstate(invalid="ignore"):
         tests = [
-            np.asarray(c.test(block.values[c.channel], baseline))
+            np.asarray(
+                c.test(
+                    block.values[c.channel],
+                    baseline,
+                    *(block.values[name] for name in c.requires),
+                )
+            )
             for c in conditions
         ]
     active = judged & np.vstack(tests).astype(bool)
@@ -317,13 +322,14 @@ def _check_small(block, numbers, baseline, runs, has_ecg) -> list[dict]:
     events = []
     for number in numbers:
         condition = CONDITIONS[number]
-        values = columns.get(condition.channel)
-        if values is None:
-            values = block.values[condition.channel].tolist()
-            columns[condition.channel] = values
+        channels = []
+        for name in (condition.channel, *condition.requires):
+            if name not in columns:
+                columns[name] = block.values[name].tolist()
+            channels.append(columns[name])
         carried = runs.get(number, (_NO_RUN, _NO_RUN))
         outcome = _follow_run(
-            condition, values, times, good, has_ecg, carried, baseline
+            condition, channels, times, good, has_ecg, carried, baseline
         )
         if outcome is None:
             # Nothing judged: the run neither extends nor breaks.
@@ -343,8 +349,11 @@ def _check_small(block, numbers, baseline, runs, has_ecg) -> list[dict]:
     return events
 
 
-def _follow_run(condition, values, times, good, has_ecg, carried, baseline):
+def _follow_run(condition, channels, times, good, has_ecg, carried, baseline):
     """Follow one condition's run through the judged readings of a block.
+
+    `channels` lists the values of the condition's channel, then those of
+    each channel in `requires`, as Python floats.
 
     Returns:
         None when no reading was judged. Otherwise the start of the run
@@ -355,16 +364,17 @@ def _follow_run(condition, values, times, good, has_ecg, carried, baseline):
     start, fired_before = carried
     judged_any = False
     hit = None
-    for index, value in enumerate(values):
+    for index, value in enumerate(channels[0]):
         if not good[index]:
             continue
+        required = [values[index] for values in channels[1:]]
         if condition.kind == "asystole":
             if not has_ecg:
                 continue
-        elif math.isnan(value):
+        elif math.isnan(value) or any(map(math.isnan, required)):
             continue
         judged_any = True
-        if not condition.test(value, baseline):
+        if not condition.test(value, baseline, *required):
             start = _NO_RUN
             continue
         if start == _NO_RUN:

@@ -81,7 +81,9 @@ def _reference_check(block, baseline, runs, has_ecg) -> list[tuple]:
         judged_any, first_event = False, None
         with np.errstate(invalid="ignore"):
             condition_met = condition.test(
-                block.values[condition.channel], baseline
+                block.values[condition.channel],
+                baseline,
+                *(block.values[name] for name in condition.requires),
             )
         for i in range(len(block)):
             quality = block.values["signal_quality"][i]
