@@ -14,6 +14,8 @@ from apache_beam.coders import PickleCoder
 from apache_beam.metrics import Metrics
 from apache_beam.transforms.userstate import ReadModifyWriteStateSpec
 
+from transforms import state_cache_sizing
+
 _NAMESPACE = "vitalwatch"
 TIER_RANK = {"INFO": 0, "MINOR": 1, "SEVERE": 2}
 
@@ -53,6 +55,9 @@ class _SuppressRepeatsDoFn(beam.DoFn):
             tier: Metrics.counter(_NAMESPACE, f"alerts_{tier.lower()}")
             for tier in TIER_RANK
         }
+
+    def setup(self):
+        state_cache_sizing.install()
 
     def process(self, element, sent=beam.DoFn.StateParam(SENT)):
         _, event = element

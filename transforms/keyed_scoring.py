@@ -42,6 +42,7 @@ from apache_beam.transforms.userstate import (
 )
 
 from models.bundle import servability_problems
+from transforms import state_cache_sizing
 from transforms.drift import BundleBinCounts, DriftReferences
 from transforms.scoring import _shard, score_batch
 
@@ -71,6 +72,7 @@ class _ScoreWithKeyedModelDoFn(beam.DoFn):
         )
 
     def setup(self):
+        state_cache_sizing.install()
         self._references = DriftReferences()
 
     def start_bundle(self):

@@ -33,7 +33,7 @@ from apache_beam.transforms.userstate import (
 )
 from apache_beam.utils.timestamp import Timestamp
 
-from transforms import dedup, fast_checks, validate
+from transforms import dedup, fast_checks, state_cache_sizing, validate
 from transforms.baseline import Baseline
 from transforms.features import part_summaries
 from transforms.readings import ReadingBlock, is_small, sort_by_time
@@ -104,6 +104,9 @@ class _TrackPatientDoFn(beam.DoFn):
         self._on_time = Metrics.counter(_NAMESPACE, "readings_on_time")
         self._silent = Metrics.counter(_NAMESPACE, "devices_silent")
         self._cleared = Metrics.counter(_NAMESPACE, "patients_cleared")
+
+    def setup(self):
+        state_cache_sizing.install()
 
     def process(
         self,
