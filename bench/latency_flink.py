@@ -27,6 +27,7 @@ to read them are in docs/benchmarks.md.
 import argparse
 import json
 import pathlib
+import signal
 import subprocess
 import sys
 import threading
@@ -119,6 +120,10 @@ def _serve(args) -> int:
     outputs["alerts"] | "WriteAlertsToKafka" >> WriteAlertsToKafka(
         args.alerts_topic, args.bootstrap
     )
+    # The parent stops this process with SIGTERM. Exiting through
+    # SystemExit runs Beam's exit handler, which stops the job server
+    # JVM that the FlinkRunner started; a plain SIGTERM left it running.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     pipeline.run().wait_until_finish()
     return 0
 
