@@ -278,30 +278,34 @@ def measure(args) -> dict:
     ]
     log = open(pathlib.Path(args.out) / f"latency-{args.devices}.log", "w")
     pipeline = subprocess.Popen(command, stdout=log, stderr=log)
-    latencies, lag_samples = [], []
-    stop = threading.Event()
-    reader = threading.Thread(
-        target=_consume_alerts, args=(args, stop, latencies), daemon=True
-    )
-    reader.start()
-    started = time.time()
-    producer = threading.Thread(
-        target=lambda: _produce(args, started + args.seconds), daemon=True
-    )
-    producer.start()
-    while producer.is_alive():
-        time.sleep(_LAG_SAMPLE_SEC)
-        lag_samples.append((time.time() - started, _lag(args)))
-    time.sleep(args.drain_sec)
-    stop.set()
-    reader.join(10)
-    if args.runner == "FlinkRunner":
-        # Killing the LOOPBACK process alone leaves the Flink job
-        # restarting without its SDK harness, loading the next rate's run.
-        _cancel_flink_job(args.flink_master, args.job_name)
-    pipeline.terminate()
-    pipeline.wait(30)
-    log.close()
+    try:
+        latencies, lag_samples = [], []
+        stop = threading.Event()
+        reader = threading.Thread(
+            target=_consume_alerts, args=(args, stop, latencies), daemon=True
+        )
+        reader.start()
+        started = time.time()
+        producer = threading.Thread(
+            target=lambda: _produce(args, started + args.seconds), daemon=True
+        )
+        producer.start()
+        while producer.is_alive():
+            time.sleep(_LAG_SAMPLE_SEC)
+            lag_samples.append((time.time() - started, _lag(args)))
+        time.sleep(args.drain_sec)
+        stop.set()
+        reader.join(10)
+    finally:
+        # Also on SIGTERM or Ctrl-C, so no job or job server outlives the
+        # benchmark.
+        if args.runner == "FlinkRunner":
+            # Killing the LOOPBACK process alone leaves the Flink job
+            # restarting without its SDK harness, loading the next run.
+            _cancel_flink_job(args.flink_master, args.job_name)
+        pipeline.terminate()
+        pipeline.wait(30)
+        log.close()
     halfway_ms = (started + args.seconds / 2) * 1000
     return {
         "devices": args.devices,
@@ -444,6 +448,8 @@ def main(argv=None) -> int:
     args = _parse(argv)
     if args.serve:
         return _serve(args)
+    # SIGTERM exits through SystemExit, so measure() stops its pipeline.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     results = {"machine": common.machine(), "runs": []}
