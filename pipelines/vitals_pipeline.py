@@ -161,7 +161,9 @@ def build_pipeline(
         max_future_skew_ms=vitals.max_future_skew_sec * 1000
     )
 
-    tracked = parsed.blocks | "TrackPatients" >> TrackPatients(config)
+    tracked = parsed.blocks | "TrackPatients" >> TrackPatients(
+        config, bounded=not streaming
+    )
 
     rows = tracked.summaries | "ComputeTrendFeatures" >> ComputeTrendFeatures(
         config.window_size_ms,
@@ -180,7 +182,7 @@ def build_pipeline(
     events = tuple(event_sources) | "FlattenEvents" >> beam.Flatten()
 
     alerts = events | "RaiseAlerts" >> RaiseAlerts(
-        vitals.suppression_sec * 1000
+        vitals.suppression_sec * 1000, bounded=not streaming
     )
 
     dead_letters = (

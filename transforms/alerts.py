@@ -5,6 +5,11 @@ alert sent are counted, not sent, unless they escalate the tier. The next
 alert sent counts the repeats it replaced. The alert id is derived
 from the event, so an event replayed after a restart gets the same id and
 a sink can drop the copy.
+
+Streaming runs decide on each event as it arrives, so an alert is never
+held back for the watermark. Bounded runs decide at the end of the input
+in event-time order, so that the alerts do not depend on the order in
+which a runner delivers events.
 """
 
 import hashlib
@@ -12,7 +17,15 @@ import hashlib
 import apache_beam as beam
 from apache_beam.coders import PickleCoder
 from apache_beam.metrics import Metrics
-from apache_beam.transforms.userstate import ReadModifyWriteStateSpec
+from apache_beam.transforms.timeutil import TimeDomain
+from apache_beam.transforms.userstate import (
+    BagStateSpec,
+    ReadModifyWriteStateSpec,
+    TimerSpec,
+    on_timer,
+)
+from apache_beam.transforms.window import TimestampedValue
+from apache_beam.utils.timestamp import Timestamp
 
 from transforms import state_cache_sizing
 
@@ -46,6 +59,8 @@ def should_send(last: tuple | None, event: dict, period_ms: int) -> bool:
 
 
 class _SuppressRepeatsDoFn(beam.DoFn):
+    """Send or suppress each event as it arrives."""
+
     SENT = ReadModifyWriteStateSpec("sent", PickleCoder())
 
     def __init__(self, period_ms: int):
@@ -62,20 +77,80 @@ class _SuppressRepeatsDoFn(beam.DoFn):
     def process(self, element, sent=beam.DoFn.StateParam(SENT)):
         _, event = element
         history = sent.read() or {}
+        alert = self._decide(history, event)
+        sent.write(history)
+        if alert is not None:
+            yield alert
+
+    def _decide(self, history: dict, event: dict) -> dict | None:
+        """Update `history` with `event`; return its alert, if it is sent."""
         last, repeats = history.get(event["kind"], (None, 0))
         if not should_send(last, event, self._period_ms):
             history[event["kind"]] = (last, repeats + 1)
-            sent.write(history)
             self._suppressed.inc()
-            return
+            return None
         history[event["kind"]] = ((event["event_time"], event["tier"]), 0)
-        sent.write(history)
         self._by_tier[event["tier"]].inc()
-        yield {
+        return {
             "alert_id": alert_id(event),
             **event,
             "suppressed_repeats": repeats,
         }
+
+
+def event_time_order(event: dict) -> tuple:
+    """Sort key that puts a patient's events in one order on any runner.
+
+    Events are ordered by event time; at equal times the higher tier comes
+    first, so that it is the one sent. The remaining fields break ties.
+    """
+    return (
+        event["event_time"],
+        -TIER_RANK[event["tier"]],
+        event["kind"],
+        event["window_start"],
+        alert_id(event),
+    )
+
+
+class _SuppressInEventTimeOrderDoFn(_SuppressRepeatsDoFn):
+    """Collect a patient's events, then decide on them in event-time order.
+
+    Runners deliver the events of a bounded run in an order of their own,
+    and the fast path and the model path reach this step at different
+    times. Deciding at the end of the input, in event-time order, sends
+    the same alerts on every runner. The timer fires once the input is
+    complete, so this suits bounded runs only.
+    """
+
+    PENDING = BagStateSpec("pending", PickleCoder())
+    RELEASE = TimerSpec("release", TimeDomain.WATERMARK)
+
+    def process(
+        self,
+        element,
+        window=beam.DoFn.WindowParam,
+        pending=beam.DoFn.StateParam(PENDING),
+        release=beam.DoFn.TimerParam(RELEASE),
+    ):
+        pending.add(element[1])
+        release.set(window.max_timestamp())
+
+    @on_timer(RELEASE)
+    def on_release(
+        self,
+        pending=beam.DoFn.StateParam(PENDING),
+        sent=beam.DoFn.StateParam(_SuppressRepeatsDoFn.SENT),
+    ):
+        history = sent.read() or {}
+        for event in sorted(pending.read(), key=event_time_order):
+            alert = self._decide(history, event)
+            if alert is not None:
+                yield TimestampedValue(
+                    alert, Timestamp(micros=event["event_time"] * 1000)
+                )
+        pending.clear()
+        sent.write(history)
 
 
 class RaiseAlerts(beam.PTransform):
@@ -84,13 +159,22 @@ class RaiseAlerts(beam.PTransform):
     Args:
         suppression_ms: Repeats of the same patient and kind within this
             period are suppressed unless the tier rises. Default 10 min.
+        bounded: Decide at the end of the input, in event-time order, so
+            that every runner sends the same alerts. Streaming runs leave
+            it False and decide on each event as it arrives, without
+            waiting for the watermark.
     """
 
-    def __init__(self, suppression_ms: int = 10 * 60_000):
+    def __init__(self, suppression_ms: int = 10 * 60_000, bounded=False):
         super().__init__()
         self._suppression_ms = suppression_ms
+        self._bounded = bounded
 
     def expand(self, events):
+        if self._bounded:
+            suppress = _SuppressInEventTimeOrderDoFn
+        else:
+            suppress = _SuppressRepeatsDoFn
         return (
             events
             | "KeyEventsByPatient"
@@ -98,5 +182,7 @@ class RaiseAlerts(beam.PTransform):
                 lambda event: (event["patient_id"], event)
             ).with_output_types(tuple[str, dict])
             | "SuppressRepeats"
-            >> beam.ParDo(_SuppressRepeatsDoFn(self._suppression_ms))
+            >> beam.ParDo(suppress(self._suppression_ms)).with_output_types(
+                dict
+            )
         )

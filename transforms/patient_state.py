@@ -16,6 +16,10 @@ sliding windows. For every block it
 A second event-time timer raises a "device silent" event when a patient's
 readings stop, and clears the patient's state once the silence outlasts
 `leave_after_ms`.
+
+Bounded runs take the same steps without keyed state: each patient's
+blocks are grouped and replayed in event-time order, so the output does
+not depend on the order in which the runner delivered them.
 """
 
 import dataclasses
@@ -89,10 +93,8 @@ def _millis(timestamp) -> int:
     return int(timestamp.micros // 1000)
 
 
-class _TrackPatientDoFn(beam.DoFn):
-    STATE = ReadModifyWriteStateSpec("patient", PickleCoder())
-    SILENCE = TimerSpec("silence", TimeDomain.WATERMARK)
-    EXPIRY = TimerSpec("expiry", TimeDomain.WATERMARK)
+class _PatientTracking:
+    """The steps applied to each block of one patient, shared by both DoFns."""
 
     def __init__(self, config: TrackingConfig):
         self._config = config
@@ -105,28 +107,16 @@ class _TrackPatientDoFn(beam.DoFn):
         self._silent = Metrics.counter(_NAMESPACE, "devices_silent")
         self._cleared = Metrics.counter(_NAMESPACE, "patients_cleared")
 
-    def setup(self):
-        state_cache_sizing.install()
-
-    def process(
-        self,
-        element,
-        state=beam.DoFn.StateParam(STATE),
-        silence=beam.DoFn.TimerParam(SILENCE),
-        expiry=beam.DoFn.TimerParam(EXPIRY),
-    ):
-        _, block = element
-        patient = state.read() or PatientState()
+    def _track(self, patient: PatientState, block: ReadingBlock):
+        """Apply one block to `patient`; return False if nothing was new."""
         block = yield from self._drop_seen(patient, block)
         if len(block) == 0:
-            state.write(patient)
-            return
+            return False
         block = yield from self._drop_late(patient, block)
         if len(block):
             yield from self._observe(patient, block)
             yield from self._summaries(patient, block)
-        state.write(patient)
-        self._arm_timers(patient, silence, expiry)
+        return True
 
     def _drop_seen(self, patient: PatientState, block: ReadingBlock):
         seen = patient.devices.setdefault(block.device_id, dedup.DeviceSeen())
@@ -245,6 +235,31 @@ class _TrackPatientDoFn(beam.DoFn):
             ),
         )
 
+
+class _TrackPatientDoFn(_PatientTracking, beam.DoFn):
+    """Track each patient's blocks in keyed state, in arrival order."""
+
+    STATE = ReadModifyWriteStateSpec("patient", PickleCoder())
+    SILENCE = TimerSpec("silence", TimeDomain.WATERMARK)
+    EXPIRY = TimerSpec("expiry", TimeDomain.WATERMARK)
+
+    def setup(self):
+        state_cache_sizing.install()
+
+    def process(
+        self,
+        element,
+        state=beam.DoFn.StateParam(STATE),
+        silence=beam.DoFn.TimerParam(SILENCE),
+        expiry=beam.DoFn.TimerParam(EXPIRY),
+    ):
+        _, block = element
+        patient = state.read() or PatientState()
+        changed = yield from self._track(patient, block)
+        state.write(patient)
+        if changed:
+            self._arm_timers(patient, silence, expiry)
+
     def _arm_timers(self, patient: PatientState, silence, expiry):
         config = self._config
         if not config.event_timers or patient.last_event_ms < 0:
@@ -307,6 +322,39 @@ class _TrackPatientDoFn(beam.DoFn):
         )
 
 
+def block_order(block: ReadingBlock) -> tuple:
+    """Sort key that replays a patient's blocks in one order on any runner.
+
+    Blocks are ordered by their earliest reading's event time; the device,
+    sequence number and source break ties.
+    """
+    first = int(np.argmin(block.event_time_ms))
+    return (
+        int(block.event_time_ms[first]),
+        block.device_id,
+        int(block.sequence[first]),
+        len(block),
+        block.source,
+    )
+
+
+class _TrackSortedPatientDoFn(_PatientTracking, beam.DoFn):
+    """Track one patient's grouped bounded input in event-time order.
+
+    A runner delivers the blocks of a bounded run in an order of its own,
+    and de-duplication, the fast checks and gap notices all depend on the
+    order they see. Replaying each patient's blocks sorted by event time
+    gives the same output on every runner. The blocks of one patient are
+    held in memory while they are replayed.
+    """
+
+    def process(self, element):
+        _, blocks = element
+        patient = PatientState()
+        for block in sorted(blocks, key=block_order):
+            yield from self._track(patient, block)
+
+
 def _fresh(block: ReadingBlock, last_checked_ms: int):
     """Mark readings newer than `last_checked_ms`.
 
@@ -365,21 +413,29 @@ class TrackPatients(beam.PTransform):
 
     Args:
         config: Window and timing settings.
+        bounded: Group each patient's blocks and replay them in event-time
+            order, so that every runner gives the same output. Streaming
+            runs leave it False and track blocks in keyed state as they
+            arrive.
     """
 
-    def __init__(self, config: TrackingConfig = TrackingConfig()):
+    def __init__(
+        self, config: TrackingConfig = TrackingConfig(), bounded=False
+    ):
         super().__init__()
         self._config = config
+        self._bounded = bounded
 
     def expand(self, blocks):
-        return (
-            blocks
-            | "KeyByPatient"
-            >> beam.Map(lambda b: (b.patient_id, b)).with_output_types(
-                tuple[str, ReadingBlock]
-            )
-            | "TrackPatientState"
-            >> beam.ParDo(_TrackPatientDoFn(self._config)).with_outputs(
-                LATE_TAG, EVENTS_TAG, main="summaries"
-            )
-        )
+        keyed = blocks | "KeyByPatient" >> beam.Map(
+            lambda b: (b.patient_id, b)
+        ).with_output_types(tuple[str, ReadingBlock])
+        if self._bounded:
+            grouped = keyed | "GroupByPatient" >> beam.GroupByKey()
+            track = _TrackSortedPatientDoFn(self._config)
+            return grouped | "TrackSortedPatients" >> beam.ParDo(
+                track
+            ).with_outputs(LATE_TAG, EVENTS_TAG, main="summaries")
+        return keyed | "TrackPatientState" >> beam.ParDo(
+            _TrackPatientDoFn(self._config)
+        ).with_outputs(LATE_TAG, EVENTS_TAG, main="summaries")

@@ -3,9 +3,10 @@
 A bounded run (a backfill, or the throughput benchmark) becomes a Flink
 batch job, whose shuffles need more network buffers than streaming jobs.
 The test runs the same payloads on the FnApiRunner and on the cluster
-and compares what each counted.
+and compares what each counted and the alerts each wrote.
 """
 
+import json
 import uuid
 
 import apache_beam as beam
@@ -24,8 +25,8 @@ pytestmark = [pytest.mark.flink, pytest.mark.slow]
 _PATIENTS = 5
 _SECONDS = 360
 _WAIT_TIMEOUT_SEC = 300
-# Counters of the steps before alert suppression, which does not depend
-# on the order in which a runner delivers events.
+# Bounded runs decide on alerts in event-time order, so the alert counters
+# must match too.
 _COMPARED = (
     "payloads_in",
     "readings_in",
@@ -34,6 +35,10 @@ _COMPARED = (
     "readings_on_time",
     "feature_rows",
     "rows_scored",
+    "alerts_info",
+    "alerts_minor",
+    "alerts_severe",
+    "alerts_suppressed",
 )
 
 
@@ -69,20 +74,36 @@ def runs(flink_cluster, tmp_path_factory):
         work / "flink",
         flink_cluster.pipeline_args(job_name),
     )
-    return local, on_flink, flink_cluster.rest.find_job(job_name)
+    job = flink_cluster.rest.find_job(job_name)
+    return local, on_flink, job, work
 
 
 def test_bounded_job_finishes_on_flink(runs):
-    _, on_flink, job = runs
+    _, on_flink, job, _ = runs
     assert on_flink.state == PipelineState.DONE
     assert job is not None
     assert job["state"] == "FINISHED"
 
 
 def test_bounded_counters_match_fnapi_runner(runs):
-    local, on_flink, _ = runs
+    local, on_flink, _, _ = runs
     local_counters = summary.counters(local)
     flink_counters = summary.counters(on_flink)
     assert local_counters["feature_rows"] > 0
     for name in _COMPARED:
         assert flink_counters.get(name) == local_counters.get(name), name
+
+
+def _alerts(output_dir):
+    return sorted(
+        (alert["alert_id"], alert["suppressed_repeats"])
+        for path in output_dir.glob("alerts*.jsonl")
+        for alert in map(json.loads, path.read_text().splitlines())
+    )
+
+
+def test_bounded_alerts_match_fnapi_runner(runs):
+    *_, work = runs
+    local_alerts = _alerts(work / "local")
+    assert local_alerts
+    assert _alerts(work / "flink") == local_alerts
