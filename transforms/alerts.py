@@ -135,6 +135,7 @@ class _SuppressInEventTimeOrderDoFn(_SuppressRepeatsDoFn):
     ):
         pending.add(element[1])
         release.set(window.max_timestamp())
+        return ()  # nothing is sent before the input ends
 
     @on_timer(RELEASE)
     def on_release(
