@@ -44,7 +44,7 @@ from apache_beam.transforms.userstate import (
 from models.bundle import servability_problems
 from transforms import state_cache_sizing
 from transforms.drift import BundleBinCounts, DriftReferences
-from transforms.scoring import _shard, score_batch
+from transforms.scoring import ScoringMetrics, _shard, score_batch
 
 _LOGGER = logging.getLogger(__name__)
 _NAMESPACE = "vitalwatch"
@@ -60,13 +60,7 @@ class _ScoreWithKeyedModelDoFn(beam.DoFn):
 
     def __init__(self, max_batch_size: int):
         self._max_batch_size = max_batch_size
-        self._batch_size = Metrics.distribution(_NAMESPACE, "score_batch_size")
-        self._latency = Metrics.distribution(_NAMESPACE, "score_latency_us")
-        self._unscored = Metrics.counter(_NAMESPACE, "rows_without_model")
-        self._scored = Metrics.counter(_NAMESPACE, "rows_scored")
-        self._anomalous = Metrics.counter(_NAMESPACE, "rows_anomalous")
-        self._loaded = Metrics.counter(_NAMESPACE, "models_loaded")
-        self._rejected = Metrics.counter(_NAMESPACE, "models_rejected")
+        self._metrics = ScoringMetrics()
         self._without_reference = Metrics.counter(
             _NAMESPACE, "drift_rows_without_reference"
         )
@@ -98,7 +92,7 @@ class _ScoreWithKeyedModelDoFn(beam.DoFn):
                 return
             yield from self._flush(current, rows_state, count_state)
             model_state.write(value)
-            self._loaded.inc()
+            self._metrics.loaded.inc()
             _LOGGER.info("Scoring with model version %d", value.version)
             return
         if not self._bin_counts.add(current, value["features"], timestamp):
@@ -127,7 +121,7 @@ class _ScoreWithKeyedModelDoFn(beam.DoFn):
             return False
         problems = servability_problems(candidate)
         if problems:
-            self._rejected.inc()
+            self._metrics.rejected.inc()
             _LOGGER.error(
                 "Rejected model version %s, still scoring with %s: %s",
                 getattr(candidate, "version", "?"),
@@ -143,13 +137,7 @@ class _ScoreWithKeyedModelDoFn(beam.DoFn):
             return
         rows_state.clear()
         count_state.clear()
-        self._batch_size.update(len(batch))
-        if bundle is None:
-            self._unscored.inc(len(batch))
-            return
-        yield from score_batch(
-            bundle, batch, self._latency, self._scored, self._anomalous
-        )
+        yield from score_batch(bundle, batch, self._metrics)
 
 
 class ScoreWindowsWithModelStream(beam.PTransform):

@@ -176,25 +176,49 @@ def _version_or_minus_one(model) -> int:
     return version if isinstance(version, int) else -1
 
 
-def score_batch(
-    bundle, batch: list[dict], latency, scored, anomalous
-) -> Iterator:
+class ScoringMetrics:
+    """The counters and distributions of both scoring steps.
+
+    Attributes:
+        batch_size: Rows per scored batch.
+        latency: Time of one model call, in microseconds.
+        unscored: Rows that arrived while no model was loaded.
+        scored: Rows scored.
+        anomalous: Rows at or above the model's threshold.
+        loaded: Models switched to.
+        rejected: Models refused as not servable.
+    """
+
+    def __init__(self):
+        self.batch_size = Metrics.distribution(_NAMESPACE, "score_batch_size")
+        self.latency = Metrics.distribution(_NAMESPACE, "score_latency_us")
+        self.unscored = Metrics.counter(_NAMESPACE, "rows_without_model")
+        self.scored = Metrics.counter(_NAMESPACE, "rows_scored")
+        self.anomalous = Metrics.counter(_NAMESPACE, "rows_anomalous")
+        self.loaded = Metrics.counter(_NAMESPACE, "models_loaded")
+        self.rejected = Metrics.counter(_NAMESPACE, "models_rejected")
+
+
+def score_batch(bundle, batch: list[dict], metrics: ScoringMetrics) -> Iterator:
     """Score a batch of feature rows in one model call; yield its events.
 
     Args:
-        bundle: The ModelBundle to score with.
+        bundle: The ModelBundle to score with, or None to count the rows
+            as unscored.
         batch: Feature rows as ComputeTrendFeatures emits them.
-        latency: Distribution of the model call's time, in microseconds.
-        scored: Counter of rows scored.
-        anomalous: Counter of rows at or above the model's threshold.
+        metrics: Where the batch is counted.
     """
+    metrics.batch_size.update(len(batch))
+    if bundle is None:
+        metrics.unscored.inc(len(batch))
+        return
     rows = np.vstack([row["features"] for row in batch])
     started = time.perf_counter()
     scores = bundle.anomaly_scores(rows)
-    latency.update(int((time.perf_counter() - started) * 1e6))
-    scored.inc(len(batch))
+    metrics.latency.update(int((time.perf_counter() - started) * 1e6))
+    metrics.scored.inc(len(batch))
     for i in np.flatnonzero(scores >= bundle.threshold):
-        anomalous.inc()
+        metrics.anomalous.inc()
         event = explain(bundle, rows[i], scores[i], batch[i])
         if event is not None:
             yield beam.window.TimestampedValue(
@@ -205,26 +229,14 @@ def score_batch(
 class _ScoreBatchDoFn(beam.DoFn):
     def __init__(self):
         self._token = uuid.uuid4().hex
-        self._batch_size = Metrics.distribution(_NAMESPACE, "score_batch_size")
-        self._latency = Metrics.distribution(_NAMESPACE, "score_latency_us")
-        self._unscored = Metrics.counter(_NAMESPACE, "rows_without_model")
-        self._scored = Metrics.counter(_NAMESPACE, "rows_scored")
-        self._anomalous = Metrics.counter(_NAMESPACE, "rows_anomalous")
-        self._loaded = Metrics.counter(_NAMESPACE, "models_loaded")
-        self._rejected = Metrics.counter(_NAMESPACE, "models_rejected")
+        self._metrics = ScoringMetrics()
 
     def setup(self):
         self._latest = _latest_model(self._token)
 
     def process(self, batch, side_input):
-        self._batch_size.update(len(batch))
         bundle = self._adopt(_offered(side_input))
-        if bundle is None:
-            self._unscored.inc(len(batch))
-            return
-        yield from score_batch(
-            bundle, batch, self._latency, self._scored, self._anomalous
-        )
+        yield from score_batch(bundle, batch, self._metrics)
 
     def _adopt(self, offered: list):
         """Return the model to score with after seeing `offered` models."""
@@ -251,7 +263,7 @@ class _ScoreBatchDoFn(beam.DoFn):
             problems.append("version is not a non-negative integer")
         if problems:
             latest.rejected.add(version)
-            self._rejected.inc()
+            self._metrics.rejected.inc()
             _LOGGER.error(
                 "Rejected model version %s, still scoring with %s: %s",
                 version,
@@ -260,7 +272,7 @@ class _ScoreBatchDoFn(beam.DoFn):
             )
             return
         latest.bundle = candidate
-        self._loaded.inc()
+        self._metrics.loaded.inc()
         _LOGGER.info("Scoring with model version %d", version)
 
 
