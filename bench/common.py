@@ -1,8 +1,8 @@
 """Shared helpers of the benchmarks: inputs, the model, timing, the machine.
 
 Every benchmark simulates its input with `devices.simulator`, so that runs
-are reproducible from a seed, and trains its model with `models.train`
-on simulated history, as `make demo` does.
+are reproducible from a seed, and trains its model as `make demo` does,
+on a shorter simulated history.
 """
 
 import datetime
@@ -19,14 +19,12 @@ import apache_beam
 import numpy as np
 
 from devices import simulator
-from models import registry, train
+from pipelines import demo
 
 # 60 patients x 30 min of history give ~1,500 training windows, enough for
 # 200 trees of 256 samples, and train in a few seconds.
 _HISTORY_PATIENTS = 60
 _HISTORY_SECONDS = 1800
-_WINDOW_SIZE_MS = 300_000
-_WINDOW_PERIOD_MS = 60_000
 
 
 def machine() -> dict:
@@ -78,29 +76,14 @@ def simulation(
 
 
 def train_registry(workdir: pathlib.Path, seed: int = 7) -> str:
-    """Train an Isolation Forest on simulated history and promote it.
+    """Train and promote the demo's model on a shorter history.
 
     Returns:
         The registry root that contains the promoted version.
     """
-    config = simulator.SimulationConfig(
-        n_patients=_HISTORY_PATIENTS,
-        duration_s=_HISTORY_SECONDS,
-        seed=seed + 1000,
-        batch_size=60,
-        start_epoch_ms=simulator.DEFAULT_START_EPOCH_MS - 86_400_000,
+    return demo.train_demo_model(
+        workdir, seed, _HISTORY_PATIENTS, _HISTORY_SECONDS
     )
-    paths = simulator.write_simulation(
-        simulator.simulate(config), workdir / "history"
-    )
-    rows = train.history_rows(
-        [str(paths["records"])], _WINDOW_SIZE_MS, _WINDOW_PERIOD_MS
-    )
-    bundle = train.fit(rows, seed=seed)
-    root = str(workdir / "registry")
-    version = registry.save(root, bundle)
-    registry.promote(root, version)
-    return root
 
 
 def timed(function: Callable[[], object]) -> tuple[float, object]:

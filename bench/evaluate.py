@@ -35,6 +35,7 @@ from bench.quality import (
     scores,
 )
 from devices import labels
+from pipelines import demo
 
 _LOGGER = logging.getLogger(__name__)
 _REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -119,7 +120,7 @@ def main(argv=None) -> int:
     sim = runs.simulate_patients(args.patients, args.minutes, args.seed)
     inputs = runs.write_inputs(replays, sim, out)
     _step(3, "Training the Isolation Forest on simulated history")
-    registry_root = runs.train_model(out, args.seed)
+    registry_root = demo.train_demo_model(out, args.seed)
     _step(4, "Running the pipeline on the FnApiRunner")
     run_started = time.monotonic()
     alerts, counters, event_alerts = _run_variant(

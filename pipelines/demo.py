@@ -38,6 +38,9 @@ _LOGGER = logging.getLogger(__name__)
 # plenty for 200 trees of 256 samples.
 _HISTORY_PATIENTS = 200
 _HISTORY_SECONDS = 3600
+# The pipeline's default windows, which the model's features describe.
+_WINDOW_SIZE_MS = 300_000
+_WINDOW_PERIOD_MS = 60_000
 
 
 def _parse(argv):
@@ -107,10 +110,31 @@ def _simulate(args, out: pathlib.Path) -> pathlib.Path:
     return paths["ground_truth"]
 
 
-def _train(out: pathlib.Path, seed: int) -> str:
+def train_demo_model(
+    out: pathlib.Path,
+    seed: int,
+    patients: int = _HISTORY_PATIENTS,
+    seconds: int = _HISTORY_SECONDS,
+) -> str:
+    """Train an Isolation Forest on simulated history and promote it.
+
+    The demo, the evaluation and the benchmarks train their model here.
+    The history is simulated from a day before the simulator's default
+    start, with its own seed, so it is not the data it is scored on.
+
+    Args:
+        out: Folder for the history (`history/`) and the registry
+            (`registry/`).
+        seed: Seed of the forest; the history uses `seed + 1000`.
+        patients: Simulated patients in the history.
+        seconds: Simulated seconds per patient.
+
+    Returns:
+        The registry root that contains the promoted version.
+    """
     config = simulator.SimulationConfig(
-        n_patients=_HISTORY_PATIENTS,
-        duration_s=_HISTORY_SECONDS,
+        n_patients=patients,
+        duration_s=seconds,
         seed=seed + 1000,
         batch_size=60,
         start_epoch_ms=simulator.DEFAULT_START_EPOCH_MS - 86_400_000,
@@ -118,7 +142,9 @@ def _train(out: pathlib.Path, seed: int) -> str:
     paths = simulator.write_simulation(
         simulator.simulate(config), out / "history"
     )
-    rows = train.history_rows([str(paths["records"])], 300_000, 60_000)
+    rows = train.history_rows(
+        [str(paths["records"])], _WINDOW_SIZE_MS, _WINDOW_PERIOD_MS
+    )
     bundle = train.fit(rows, seed=seed)
     root = str(out / "registry")
     version = registry.save(root, bundle)
@@ -155,7 +181,7 @@ def main(argv=None) -> int:
     print(f"2/4 Simulating {args.patients} patients for {args.minutes} min")
     truth_path = _simulate(args, out)
     print("3/4 Training the Isolation Forest on simulated history")
-    registry_root = _train(out, args.seed)
+    registry_root = train_demo_model(out, args.seed)
     print("4/4 Running the pipeline on the FnApiRunner")
     run_started = time.monotonic()
     result = _run_pipeline(out, registry_root)

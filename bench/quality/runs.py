@@ -25,7 +25,6 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
 from devices import edge_replay, labels, simulator
-from models import registry, train
 from pipelines import summary
 from pipelines.vitals_pipeline import build_pipeline
 
@@ -33,12 +32,6 @@ _LOGGER = logging.getLogger(__name__)
 
 ABP_TAG = "cinc2015abp"
 _ABP_CHANNEL = "ABP"
-# The demo's training set-up: an hour of history for 200 patients gives
-# about 11,000 training windows, plenty for 200 trees of 256 samples.
-_HISTORY_PATIENTS = 200
-_HISTORY_SECONDS = 3600
-_WINDOW_SIZE_MS = 300_000
-_WINDOW_PERIOD_MS = 60_000
 _HOUR_MS = 3_600_000
 
 
@@ -141,28 +134,6 @@ def simulate_patients(patients: int, minutes: int, seed: int):
         start_epoch_ms=end_ms - duration_ms - duration_ms % _HOUR_MS,
     )
     return simulator.simulate(config)
-
-
-def train_model(out: pathlib.Path, seed: int) -> str:
-    """Train and promote the demo's model; return the registry root."""
-    config = simulator.SimulationConfig(
-        n_patients=_HISTORY_PATIENTS,
-        duration_s=_HISTORY_SECONDS,
-        seed=seed + 1000,
-        batch_size=60,
-        start_epoch_ms=simulator.DEFAULT_START_EPOCH_MS - 86_400_000,
-    )
-    paths = simulator.write_simulation(
-        simulator.simulate(config), out / "history"
-    )
-    rows = train.history_rows(
-        [str(paths["records"])], _WINDOW_SIZE_MS, _WINDOW_PERIOD_MS
-    )
-    bundle = train.fit(rows, seed=seed)
-    root = str(out / "registry")
-    version = registry.save(root, bundle)
-    registry.promote(root, version)
-    return root
 
 
 def run_pipeline(source_glob, run_dir, registry_root: str, extra_args=()):
