@@ -7,19 +7,76 @@ parsing and everything after it is the same code whatever the source.
 import logging
 
 import apache_beam as beam
+import fastavro
+from apache_beam.io import fileio
+from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
 from models import registry
 from pipelines.options import VitalsOptions
-from schemas import encode_vitals
+from schemas import record_encoder
+from transforms.parse import UnreadableInput
 
 _LOGGER = logging.getLogger(__name__)
 _NAMESPACE = "vitalwatch"
+# Errors that fastavro raises on a file that is empty, cut short or not Avro.
+_UNREADABLE_ERRORS = (
+    EOFError,
+    ValueError,
+    TypeError,
+    IndexError,
+    KeyError,
+    UnicodeDecodeError,
+    OSError,
+    fastavro.read.SchemaResolutionError,
+)
 
 
-def _encode(record: dict) -> bytes:
-    return encode_vitals(record)[0]
+class _ReadAvroFileDoFn(beam.DoFn):
+    """Turn one Avro container file into (source, payload) pairs.
+
+    Each record is framed with the file's own writer schema, so parsing
+    decodes current and older vitals schemas and rejects any other schema
+    as `unknown_schema`, record by record. A file that cannot be read to
+    its end passes on the records read so far, then an `UnreadableInput`
+    naming the file and the record where reading stopped. A damaged file
+    therefore ends in the dead-letter output instead of failing the job.
+    """
+
+    def __init__(self):
+        self._unreadable = Metrics.counter(_NAMESPACE, "files_unreadable")
+
+    def process(self, readable_file):
+        path = readable_file.metadata.path
+        source = f"file:{path}"
+        records = 0
+        try:
+            with readable_file.open(
+                compression_type=CompressionTypes.UNCOMPRESSED
+            ) as stream:
+                reader = fastavro.reader(stream)
+                encode = record_encoder(reader.writer_schema)
+                for record in reader:
+                    payload = encode(record)
+                    records += 1
+                    yield source, payload
+        except _UNREADABLE_ERRORS as error:
+            self._unreadable.inc()
+            _LOGGER.warning(
+                "Avro file %s unreadable after %d records: %s",
+                path,
+                records,
+                type(error).__name__,
+            )
+            yield (
+                source,
+                UnreadableInput(
+                    "unreadable_file",
+                    f"{path} is not a readable Avro file after {records} "
+                    f"records: {type(error).__name__}: {error}",
+                ),
+            )
 
 
 def _kafka_config(options: VitalsOptions) -> dict:
@@ -61,9 +118,9 @@ class ReadPayloads(beam.PTransform):
             raise ValueError(f"--source avro:{pattern} matches no file")
         return (
             begin
-            | "ReadAvroFiles" >> beam.io.ReadFromAvro(pattern)
-            | "EncodeRecords"
-            >> beam.Map(lambda record: (f"file:{pattern}", _encode(record)))
+            | "MatchAvroFiles" >> fileio.MatchFiles(pattern)
+            | "OpenAvroFiles" >> fileio.ReadMatches()
+            | "ReadAvroFiles" >> beam.ParDo(_ReadAvroFileDoFn())
         )
 
     def _read_kafka(self, begin, topic):

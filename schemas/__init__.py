@@ -20,6 +20,7 @@ from schemas.codec import (
     epoch_ms,
     load_schema,
     read_container,
+    record_encoder,
     write_container,
 )
 
@@ -38,5 +39,6 @@ __all__ = [
     "epoch_ms",
     "load_schema",
     "read_container",
+    "record_encoder",
     "write_container",
 ]

@@ -133,6 +133,26 @@ def encode_record(kind: str, record: dict, schema: dict | None = None) -> bytes:
     return out.getvalue()
 
 
+def record_encoder(schema: dict) -> Callable[[dict], bytes]:
+    """Return a function that single-object encodes records of `schema`.
+
+    The fingerprint is computed once, so this suits many records written
+    with one schema, such as those of an Avro container file. Parsing
+    decodes them when `schema` is a current or historical vitals schema
+    and rejects them as `unknown_schema` otherwise.
+    """
+    writer = fastavro.parse_schema(schema)
+    prefix = _SINGLE_OBJECT_MAGIC + _fingerprint(writer)
+
+    def encode(record: dict) -> bytes:
+        out = io.BytesIO()
+        out.write(prefix)
+        fastavro.schemaless_writer(out, writer, record)
+        return out.getvalue()
+
+    return encode
+
+
 def epoch_ms(value) -> int:
     """Convert a timestamp-millis value (int or datetime) to epoch ms."""
     if isinstance(value, int):

@@ -6,6 +6,7 @@ payload ends either in a valid `ReadingBlock` or in a dead-letter record
 with a reason; a payload with some invalid readings yields both.
 """
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -23,11 +24,29 @@ DEAD_LETTER_TAG = "dead_letter"
 _METRICS_NAMESPACE = "vitalwatch"
 
 
-def split_source(element) -> tuple[str, bytes]:
+@dataclasses.dataclass(frozen=True)
+class UnreadableInput:
+    """Input that a source could not split into payloads.
+
+    A source passes it on in place of a payload, so that parsing turns it
+    into a dead letter like any other rejected input.
+
+    Attributes:
+        reason: Dead-letter reason code.
+        detail: What failed and where, without any field value.
+    """
+
+    reason: str
+    detail: str
+
+
+def split_source(element) -> tuple[str, bytes | UnreadableInput]:
     """Accept a bare payload or a (source description, payload) pair."""
     if isinstance(element, (bytes, bytearray, memoryview)):
         return "", bytes(element)
     source, payload = element
+    if isinstance(payload, UnreadableInput):
+        return str(source), payload
     return str(source), bytes(payload)
 
 
@@ -71,6 +90,11 @@ class _ParseVitalsDoFn(beam.DoFn):
         source, payload = split_source(element)
         now_ms = int(self._clock() * 1000)
         self._payloads.inc()
+        if isinstance(payload, UnreadableInput):
+            yield self._reject(
+                b"", payload.reason, payload.detail, source, now_ms
+            )
+            return
         try:
             kind, record = decode_payload(payload, self._resolver)
             is_batch = kind == VITAL_BATCH

@@ -39,6 +39,10 @@ CHANNELS = (
     "rr_rmssd_ms",
 )
 
+# Valid spacing of a VitalBatch's readings, from the schema's field doc.
+MIN_INTERVAL_MS = 10
+MAX_INTERVAL_MS = 60_000
+
 
 @dataclasses.dataclass
 class ReadingBlock:
@@ -120,8 +124,15 @@ def block_from_batch(record: dict, source: str = "") -> ReadingBlock:
 
     Raises:
         ValueError: When a present channel's length differs from the number
-            of readings, which `signal_quality` defines.
+            of readings, which `signal_quality` defines, or `interval_ms` is
+            outside the schema's valid range.
     """
+    interval_ms = int(record["interval_ms"])
+    if not MIN_INTERVAL_MS <= interval_ms <= MAX_INTERVAL_MS:
+        raise ValueError(
+            f"interval_ms={interval_ms} outside "
+            f"{MIN_INTERVAL_MS}-{MAX_INTERVAL_MS}"
+        )
     count = len(record["signal_quality"])
     values = {}
     for name in CHANNELS:
@@ -138,7 +149,7 @@ def block_from_batch(record: dict, source: str = "") -> ReadingBlock:
         record["patient_id"],
         record["device_id"],
         record["first_sequence"] + offsets,
-        start + offsets * int(record["interval_ms"]),
+        start + offsets * interval_ms,
         values,
         source,
     )

@@ -8,8 +8,13 @@ import apache_beam as beam
 from apache_beam.testing.util import assert_that, equal_to
 
 from pipelines.vitals_pipeline import build_pipeline
-from schemas import VITAL_READING, encode_record
-from tests.core.helpers import T0_MS, batch_payload, batch_pipeline
+from schemas import VITAL_READING, encode_batch, encode_record
+from tests.core.helpers import (
+    T0_MS,
+    batch_payload,
+    batch_pipeline,
+    batch_record,
+)
 
 
 def _reading(**changes) -> bytes:
@@ -56,4 +61,34 @@ def test_every_bad_payload_dead_lettered():
         equal_to([(reason, True) for reason in bad]),
         label="RawBytesKept",
     )
+    pipeline.run().wait_until_finish()
+
+
+def test_batch_interval_outside_schema_range_dead_lettered():
+    record = batch_record("p", 0, readings=10)
+    pipeline = batch_pipeline()
+    payloads = pipeline | beam.Create(
+        [
+            encode_batch({**record, "interval_ms": 0}),
+            encode_batch({**record, "interval_ms": -1000}),
+            encode_batch({**record, "interval_ms": 1000}),
+        ]
+    )
+    model = beam.pvalue.AsSingleton(pipeline | "NoModel" >> beam.Create([None]))
+    outputs = build_pipeline(pipeline, pipeline.options, payloads, model)
+    details = outputs["dead_letters"] | beam.Map(
+        lambda d: (d["reason"], d["detail"])
+    )
+    assert_that(
+        details,
+        equal_to(
+            [
+                ("invalid_record", "interval_ms=0 outside 10-60000"),
+                ("invalid_record", "interval_ms=-1000 outside 10-60000"),
+            ]
+        ),
+        label="BadIntervals",
+    )
+    kept = outputs["blocks"] | beam.Map(len)
+    assert_that(kept, equal_to([10]), label="GoodBatchKept")
     pipeline.run().wait_until_finish()
