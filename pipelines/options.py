@@ -219,14 +219,11 @@ class VitalsOptions(PipelineOptions):
     def validate_vitals(self) -> list[str]:
         """Return a list of problems with the option values."""
         problems = []
-        if self.window_size_sec % self.window_period_sec:
-            problems.append(
-                f"--window_size_sec {self.window_size_sec} is not a multiple "
-                f"of --window_period_sec {self.window_period_sec}"
-            )
         for name in (
+            "window_size_sec",
             "window_period_sec",
             "silence_timeout_sec",
+            "patient_leave_after_sec",
             "max_score_batch",
             "kafka_max_read_sec",
             "drift_window_sec",
@@ -235,6 +232,20 @@ class VitalsOptions(PipelineOptions):
         ):
             if getattr(self, name) <= 0:
                 problems.append(f"--{name} must be positive")
-        if self.allowed_lateness_sec < 0:
-            problems.append("--allowed_lateness_sec must not be negative")
+        for name in (
+            "allowed_lateness_sec",
+            "suppression_sec",
+            "max_future_skew_sec",
+        ):
+            if getattr(self, name) < 0:
+                problems.append(f"--{name} must not be negative")
+        if (
+            self.window_size_sec > 0
+            and self.window_period_sec > 0
+            and self.window_size_sec % self.window_period_sec
+        ):
+            problems.append(
+                f"--window_size_sec {self.window_size_sec} is not a multiple "
+                f"of --window_period_sec {self.window_period_sec}"
+            )
         return problems

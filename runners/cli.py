@@ -25,6 +25,7 @@ import sys
 import apache_beam as beam
 from apache_beam.options import pipeline_options as beam_options
 
+from models import registry
 from pipelines import summary
 from pipelines.options import VitalsOptions
 from pipelines.vitals_pipeline import build_pipeline
@@ -182,10 +183,32 @@ def run(argv: list[str]) -> int:
     problems = vitals.validate_vitals()
     if not vitals.source:
         problems.append("--source is required")
+    streaming = options.view_as(beam_options.StandardOptions).streaming
+    if (
+        vitals.model_registry
+        and not streaming
+        and registry.current_version(vitals.model_registry) is None
+    ):
+        # A streaming job polls the registry and picks up a model promoted
+        # later; a bounded run would score nothing.
+        problems.append(
+            f"--model_registry {vitals.model_registry} has no promoted "
+            "model; promote one (python -m models promote) or leave the "
+            "option out to run without the model path"
+        )
     if problems:
         for problem in problems:
             print(f"error: {problem}", file=sys.stderr)
         return 2
+    if not (
+        vitals.output_dir or vitals.alerts_topic or vitals.dead_letter_topic
+    ):
+        print(
+            "warning: no --output_dir, --alerts_topic or "
+            "--dead_letter_topic: alerts and dead letters are counted but "
+            "not written",
+            file=sys.stderr,
+        )
     options.view_as(beam_options.SetupOptions).save_main_session = False
     pipeline = beam.Pipeline(options=options)
     build_pipeline(pipeline, options)

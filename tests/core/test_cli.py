@@ -4,6 +4,7 @@ import json
 import subprocess
 import sys
 
+import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipelines.options import VitalsOptions
@@ -114,3 +115,42 @@ def test_bounded_run_writes_alerts(tmp_path):
     with open(tmp_path / "out" / "alerts.jsonl") as lines:
         alerts = [json.loads(line) for line in lines]
     assert ("tachycardia", "SEVERE") in {(a["kind"], a["tier"]) for a in alerts}
+
+
+@pytest.mark.parametrize(
+    "flags, problem",
+    [
+        (["--window_period_sec=0"], "--window_period_sec must be positive"),
+        (["--window_size_sec=0"], "--window_size_sec must be positive"),
+        (["--window_size_sec=-5"], "--window_size_sec must be positive"),
+        (["--suppression_sec=-10"], "--suppression_sec must not be negative"),
+        (
+            ["--max_future_skew_sec=-1"],
+            "--max_future_skew_sec must not be negative",
+        ),
+    ],
+)
+def test_out_of_range_options_named(flags, problem):
+    problems = PipelineOptions(flags).view_as(VitalsOptions).validate_vitals()
+    assert problems == [problem]
+
+
+def test_registry_without_model_rejected_for_bounded_run(tmp_path):
+    result = _run_cli(
+        "run",
+        "--runner",
+        "DirectRunner",
+        "--source=avro:x",
+        f"--model_registry={tmp_path}/empty",
+    )
+    assert result.returncode == 2
+    assert "has no promoted model" in result.stderr
+
+
+def test_run_without_outputs_warns(tmp_path):
+    write_container(tmp_path / "in.avro", VITAL_BATCH, [batch_record("p", 0)])
+    result = _run_cli(
+        "run", "--runner", "DirectRunner", f"--source=avro:{tmp_path}/in.avro"
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "counted but not written" in result.stderr
