@@ -1,7 +1,8 @@
 # Detection quality: vitalwatch against labelled recordings, simulated
 # patients, NAB and baselines; see docs/benchmarks.md. DATA sets the data
-# folder (default ../shared/data), EVALUATE_ARGS passes more options.
-DATA ?= ../shared/data
+# folder (default $VITALWATCH_DATA, else ../shared/data, as for make demo),
+# EVALUATE_ARGS passes more options.
+DATA ?= $(or $(VITALWATCH_DATA),../shared/data)
 EVALUATE_ARGS ?=
 
 .PHONY: evaluate

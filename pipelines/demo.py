@@ -177,7 +177,11 @@ def main(argv=None) -> int:
         stale.unlink()
     started = time.monotonic()
     print("1/4 Replaying the labelled recordings as wearable readings")
-    _replay(args.data, out)
+    try:
+        _replay(args.data, out)
+    except FileNotFoundError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     print(f"2/4 Simulating {args.patients} patients for {args.minutes} min")
     truth_path = _simulate(args, out)
     print("3/4 Training the Isolation Forest on simulated history")

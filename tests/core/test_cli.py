@@ -7,6 +7,7 @@ import sys
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 
+from pipelines import demo
 from pipelines.options import VitalsOptions
 from runners import cli
 from schemas import VITAL_BATCH, write_container
@@ -154,3 +155,11 @@ def test_run_without_outputs_warns(tmp_path):
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "counted but not written" in result.stderr
+
+
+def test_demo_names_missing_data_folder(tmp_path, capsys):
+    missing = tmp_path / "no-data"
+    assert demo.main(["--data", str(missing), "--out", str(tmp_path)]) == 2
+    error = capsys.readouterr().err
+    assert str(missing) in error
+    assert "VITALWATCH_DATA" in error
