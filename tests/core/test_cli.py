@@ -163,3 +163,15 @@ def test_demo_names_missing_data_folder(tmp_path, capsys):
     error = capsys.readouterr().err
     assert str(missing) in error
     assert "VITALWATCH_DATA" in error
+
+
+def test_cli_start_prints_no_library_warnings():
+    # Without -W ignore, as a data engineer runs it.
+    result = subprocess.run(
+        [sys.executable, "-m", "runners", "run", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0
+    assert "FutureWarning" not in result.stderr
