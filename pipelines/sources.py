@@ -34,7 +34,7 @@ _UNREADABLE_ERRORS = (
 
 
 class _ReadAvroFileDoFn(beam.DoFn):
-    """Turn one Avro container file into (source, payload) pairs.
+    """Reader of one Avro container file into (source, payload) pairs.
 
     Each record is framed with the file's own writer schema, so parsing
     decodes current and older vitals schemas and rejects any other schema
@@ -64,10 +64,11 @@ class _ReadAvroFileDoFn(beam.DoFn):
         except _UNREADABLE_ERRORS as error:
             self._unreadable.inc()
             _LOGGER.warning(
-                "Avro file %s unreadable after %d records: %s",
+                "Avro file %s unreadable after %d records: %s: %s",
                 path,
                 records,
                 type(error).__name__,
+                error,
             )
             yield (
                 source,

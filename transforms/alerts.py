@@ -59,7 +59,7 @@ def should_send(last: tuple | None, event: dict, period_ms: int) -> bool:
 
 
 class _SuppressRepeatsDoFn(beam.DoFn):
-    """Send or suppress each event as it arrives."""
+    """Repeat suppression that decides on each event as it arrives."""
 
     SENT = ReadModifyWriteStateSpec("sent", PickleCoder())
 
@@ -114,7 +114,7 @@ def event_time_order(event: dict) -> tuple:
 
 
 class _SuppressInEventTimeOrderDoFn(_SuppressRepeatsDoFn):
-    """Collect a patient's events, then decide on them in event-time order.
+    """Repeat suppression that decides on a patient's events in time order.
 
     Runners deliver the events of a bounded run in an order of their own,
     and the fast path and the model path reach this step at different

@@ -237,7 +237,7 @@ class _PatientTracking:
 
 
 class _TrackPatientDoFn(_PatientTracking, beam.DoFn):
-    """Track each patient's blocks in keyed state, in arrival order."""
+    """Patient tracking in keyed state, block by block in arrival order."""
 
     STATE = ReadModifyWriteStateSpec("patient", PickleCoder())
     SILENCE = TimerSpec("silence", TimeDomain.WATERMARK)
@@ -339,7 +339,7 @@ def block_order(block: ReadingBlock) -> tuple:
 
 
 class _TrackSortedPatientDoFn(_PatientTracking, beam.DoFn):
-    """Track one patient's grouped bounded input in event-time order.
+    """Patient tracking over one patient's grouped bounded input, in order.
 
     A runner delivers the blocks of a bounded run in an order of its own,
     and de-duplication, the fast checks and gap notices all depend on the

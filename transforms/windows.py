@@ -36,7 +36,7 @@ class _MergeSummariesFn(beam.CombineFn):
 
 
 class _FeatureRows:
-    """Turns a window's merged summary into a feature row, with counters."""
+    """Converter of a window's merged summary into a feature row."""
 
     def __init__(self, min_span_ms: int):
         self._min_span_ms = min_span_ms
@@ -95,7 +95,7 @@ def _summary_order(summary) -> tuple:
 
 
 class _SlidePatientWindowsDoFn(beam.DoFn):
-    """Merge one patient's grouped summaries into all its sliding windows.
+    """Window filling that merges a patient's summaries into all windows.
 
     Bounded runs use this in place of Beam's sliding windows and combine.
     Each summary is shuffled once rather than once per window, and every

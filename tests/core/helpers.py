@@ -38,6 +38,22 @@ def batch_record(
     }
 
 
+def alert_record(patient: str = "p", alert_id: str = "a") -> dict:
+    """A SEVERE tachycardia Alert record at `T0_MS`."""
+    return {
+        "alert_id": alert_id,
+        "patient_id": patient,
+        "tier": "SEVERE",
+        "kind": "tachycardia",
+        "event_time": T0_MS,
+        "window_start": T0_MS,
+        "anomaly_score": None,
+        "model_version": "",
+        "reasons": [],
+        "suppressed_repeats": 0,
+    }
+
+
 def batch_payload(*args, **kwargs) -> bytes:
     """Encode `batch_record(...)` as a single-object payload."""
     return encode_batch(batch_record(*args, **kwargs))

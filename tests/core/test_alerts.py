@@ -91,14 +91,14 @@ def test_streaming_run_decides_on_arrival():
     _assert_sent(events, expected, bounded=False)
 
 
-def test_bounded_run_sends_the_higher_tier_of_simultaneous_events():
+def test_bounded_simultaneous_higher_tier_sent():
     events = [_event(10), _event(10, tier="SEVERE"), _event(20)]
     expected = [("p1", "tachycardia", "SEVERE", 10, 0)]
     for order in itertools.permutations(events):
         _assert_sent(list(order), expected, bounded=True)
 
 
-def test_bounded_run_keeps_patients_and_kinds_apart():
+def test_bounded_patients_and_kinds_separate():
     events = [
         _event(second, kind=kind, patient=patient)
         for second in (0, 30, 700)

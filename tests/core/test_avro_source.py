@@ -19,7 +19,12 @@ from schemas import (
     load_schema,
     write_container,
 )
-from tests.core.helpers import T0_MS, batch_pipeline, batch_record
+from tests.core.helpers import (
+    T0_MS,
+    alert_record,
+    batch_pipeline,
+    batch_record,
+)
 
 
 def _run(folder, output):
@@ -79,20 +84,9 @@ def test_empty_file_is_a_dead_letter(inputs, tmp_path):
     assert counters["readings_valid"] == 180
 
 
-def test_file_of_another_schema_dead_letters_each_record(inputs, tmp_path):
+def test_foreign_schema_records_dead_lettered(inputs, tmp_path):
     _good(inputs)
-    alert = {
-        "alert_id": "a1",
-        "patient_id": "p9",
-        "kind": "tachycardia",
-        "tier": "MINOR",
-        "event_time": T0_MS,
-        "window_start": T0_MS,
-        "anomaly_score": None,
-        "model_version": "",
-        "reasons": [],
-        "suppressed_repeats": 0,
-    }
+    alert = alert_record()
     write_container(inputs / "alerts.avro", ALERT, [alert, alert])
     counters, letters = _run(inputs, tmp_path / "out")
     assert [x["reason"] for x in letters] == ["unknown_schema"] * 2

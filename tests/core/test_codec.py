@@ -17,7 +17,7 @@ from schemas import (
     epoch_ms,
     load_schema,
 )
-from tests.core.helpers import T0_MS, batch_record
+from tests.core.helpers import T0_MS, alert_record, batch_record
 
 READING = {
     "patient_id": "p-1",
@@ -133,18 +133,7 @@ def test_confluent_wrong_schema_rejected():
 
 
 def test_output_record_round_trip():
-    alert = {
-        "alert_id": "a",
-        "patient_id": "p",
-        "tier": "SEVERE",
-        "kind": "tachycardia",
-        "event_time": T0_MS,
-        "window_start": T0_MS,
-        "anomaly_score": None,
-        "model_version": "",
-        "reasons": [],
-        "suppressed_repeats": 0,
-    }
+    alert = alert_record()
     payload = encode_record(ALERT, alert)
     decoded = decode_record(ALERT, payload)
     assert epoch_ms(decoded.pop("event_time")) == alert.pop("event_time")
